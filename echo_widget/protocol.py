@@ -1,0 +1,125 @@
+"""The signaling protocol: JSON over the widget's custom messages.
+
+browser -> kernel::
+
+    {"type": "offer", "session": S, "sdp": str}
+    {"type": "ice", "session": S, "candidate": {"candidate": str, "sdpMid": str | None,
+                                                "sdpMLineIndex": int | None} | None}
+    {"type": "bye", "session": S}
+
+kernel -> browser::
+
+    {"type": "answer", "session": S, "sdp": str}
+    {"type": "error", "session": S | None, "message": str}
+
+Every message carries ``session``, an id the JS view makes: each view is its
+own session with its own peer connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+
+MAX_SESSION_ID_LENGTH = 128
+MAX_SDP_LENGTH = 100_000
+MAX_CANDIDATE_LENGTH = 1_000
+
+
+class ProtocolError(ValueError):
+    """A message that can't be acted on; ``str(error)`` is the reply's message."""
+
+    def __init__(self, message: str, session: str | None = None) -> None:
+        super().__init__(message)
+        self.session = session
+
+
+@dataclass(frozen=True)
+class Offer:
+    session: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class Ice:
+    session: str
+    candidate: RTCIceCandidate | None
+    """None: the browser has no more candidates."""
+
+
+@dataclass(frozen=True)
+class Bye:
+    session: str
+
+
+Message = Offer | Ice | Bye
+
+
+def parse_message(content: object) -> Message:
+    """Check a browser message and turn it into a :data:`Message`, or raise ProtocolError."""
+    if not isinstance(content, dict):
+        raise ProtocolError(f"A message must be a JSON object, not {type(content).__name__}.")
+    session = content.get("session")
+    if not isinstance(session, str) or not 0 < len(session) <= MAX_SESSION_ID_LENGTH:
+        raise ProtocolError(
+            f"A message needs a 'session' string of 1 to {MAX_SESSION_ID_LENGTH} characters."
+        )
+    kind = content.get("type")
+    if kind == "offer":
+        sdp = content.get("sdp")
+        if not isinstance(sdp, str) or not sdp.strip():
+            raise ProtocolError("An offer needs an 'sdp' string.", session)
+        if len(sdp) > MAX_SDP_LENGTH:
+            raise ProtocolError(f"The offer's SDP is longer than {MAX_SDP_LENGTH} characters.",
+                                session)
+        return Offer(session, sdp)
+    if kind == "ice":
+        if "candidate" not in content:
+            raise ProtocolError("An ice message needs a 'candidate' (null when done).", session)
+        return Ice(session, _parse_candidate(content["candidate"], session))
+    if kind == "bye":
+        return Bye(session)
+    raise ProtocolError(f"Unknown message type {str(kind)[:40]!r}: expected offer, ice or bye.",
+                        session)
+
+
+def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("'candidate' must be an object or null.", session)
+    line = value.get("candidate")
+    mid = value.get("sdpMid")
+    index = value.get("sdpMLineIndex")
+    if not isinstance(line, str) or len(line) > MAX_CANDIDATE_LENGTH:
+        raise ProtocolError("'candidate.candidate' must be a candidate string.", session)
+    if mid is not None and not isinstance(mid, str):
+        raise ProtocolError("'candidate.sdpMid' must be a string or null.", session)
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)
+                              or index < 0):
+        raise ProtocolError("'candidate.sdpMLineIndex' must be a non-negative integer or null.",
+                            session)
+    if not line:
+        return None  # browsers signal end-of-candidates with an empty candidate string
+    if mid is None and index is None:
+        raise ProtocolError("A candidate needs an sdpMid or an sdpMLineIndex.", session)
+    try:
+        candidate: RTCIceCandidate = candidate_from_sdp(line.removeprefix("candidate:"))
+    except Exception as exc:
+        raise ProtocolError(f"Could not parse ICE candidate {line[:80]!r}.", session) from exc
+    candidate.sdpMid = mid
+    candidate.sdpMLineIndex = index
+    return candidate
+
+
+def answer(session: str, sdp: str) -> dict[str, Any]:
+    """The kernel's answer to an offer."""
+    return {"type": "answer", "session": session, "sdp": sdp}
+
+
+def error(session: str | None, message: str) -> dict[str, Any]:
+    """An error reply; ``session`` is None when the message named no usable session."""
+    return {"type": "error", "session": session, "message": message}

@@ -1,0 +1,275 @@
+"""Recording: VP8 frames as IVF into an ffmpeg process that remuxes them, never re-encoding.
+
+The recorder writes an IVF stream (32-byte file header, then a 12-byte header
+per frame, time base 1/90000) to ffmpeg's stdin through a bounded queue, so a
+slow ffmpeg costs dropped recorder frames, never a stalled echo. ffmpeg runs
+``-f ivf -i pipe:0 -c copy FILE`` and chooses the container from the file's
+extension (WebM by default).
+
+ffmpeg is started in its own session, so that when the kernel dies its pipe
+closes and ffmpeg still finalizes the file instead of being killed with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import struct
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from .media import MediaCounters
+from .vp8 import EncodedFrame, keyframe_size
+
+logger = logging.getLogger(__name__)
+
+IVF_FILE_HEADER_SIZE = 32
+IVF_FRAME_HEADER_SIZE = 12
+_FFMPEG_EXIT_TIMEOUT = 10.0
+
+
+class RecorderError(Exception):
+    """A recording can't be started or was cut short; the message says what to do."""
+
+
+def ivf_file_header(width: int, height: int, timebase_den: int = 90_000) -> bytes:
+    """The 32-byte IVF header for a VP8 stream (frame count 0: unknown, as when streaming)."""
+    return struct.pack("<4sHH4sHHIII4x", b"DKIF", 0, IVF_FILE_HEADER_SIZE, b"VP80",
+                       width, height, timebase_den, 1, 0)
+
+
+def ivf_frame_header(size: int, pts: int) -> bytes:
+    """The 12-byte IVF header in front of each frame."""
+    return struct.pack("<IQ", size, pts)
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg to record with: ``$ECHO_WIDGET_FFMPEG``, else on PATH, else imageio-ffmpeg's."""
+    configured = os.environ.get("ECHO_WIDGET_FFMPEG")
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise RecorderError(
+                f"ECHO_WIDGET_FFMPEG is set to {configured!r}, which is not an executable "
+                "file. Point it at an ffmpeg binary, or unset it to use the ffmpeg on PATH."
+            )
+        return found
+    on_path = shutil.which("ffmpeg")
+    if on_path is not None:
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        bundled: str = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:
+        raise RecorderError(
+            "No ffmpeg found, so nothing is recorded (the echo still works). Install ffmpeg "
+            "(e.g. `apt install ffmpeg` or `pip install imageio-ffmpeg`) or set "
+            f"ECHO_WIDGET_FFMPEG to its path. ({exc})"
+        ) from exc
+    return bundled
+
+
+def reserve_path(requested: Path) -> Path:
+    """Create a new empty file at ``requested``, or at ``stem-N.ext`` if that exists.
+
+    Creating the file (O_EXCL) is what reserves the name, so two recordings,
+    in this process or another, never share a file and none is overwritten.
+    """
+    for n in range(10_000):
+        candidate = requested if n == 0 else requested.with_name(
+            f"{requested.stem}-{n}{requested.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        except FileNotFoundError as exc:
+            raise RecorderError(
+                f"Can't record to {requested}: the folder {requested.parent} does not exist. "
+                "Create it, or pass another record_to."
+            ) from exc
+        except PermissionError as exc:
+            raise RecorderError(
+                f"Can't record to {requested}: no permission to write in {requested.parent}. "
+                "Pass a record_to in a folder you can write to."
+            ) from exc
+        except OSError as exc:
+            raise RecorderError(f"Can't record to {requested}: {exc.strerror}.") from exc
+        return candidate
+    raise RecorderError(f"Can't record to {requested}: too many recordings with that name.")
+
+
+class Recorder:
+    """One recording: an ffmpeg process fed IVF frames from a bounded queue."""
+
+    def __init__(
+        self,
+        path: Path,
+        counters: MediaCounters,
+        *,
+        on_error: Callable[[str], None],
+        max_queue: int = 120,
+    ) -> None:
+        self.path = path
+        self._counters = counters
+        self._on_error = on_error
+        self._queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue(max_queue)
+        self._process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=20)
+        self._first_pts: int | None = None
+        self._waiting_for_keyframe = True
+        self._failed = False
+        self._closed = False
+        self._reported = False
+
+    @classmethod
+    async def start(
+        cls,
+        requested: Path,
+        counters: MediaCounters,
+        *,
+        on_error: Callable[[str], None],
+        ffmpeg: str | None = None,
+    ) -> Recorder:
+        """Reserve the file and start ffmpeg; raise :class:`RecorderError` if either fails."""
+        executable = ffmpeg or find_ffmpeg()
+        path = reserve_path(requested)
+        recorder = cls(path, counters, on_error=on_error)
+        try:
+            recorder._process = await asyncio.create_subprocess_exec(
+                executable, "-hide_banner", "-nostats", "-loglevel", "error",
+                "-f", "ivf", "-i", "pipe:0", "-c", "copy", "-y", str(path),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise RecorderError(
+                f"Could not start ffmpeg ({executable}): {exc.strerror or exc}. Install ffmpeg "
+                "or set ECHO_WIDGET_FFMPEG to a working ffmpeg; the echo still works."
+            ) from exc
+        recorder._writer = asyncio.ensure_future(recorder._write_loop())
+        recorder._watcher = asyncio.ensure_future(recorder._watch_process())
+        return recorder
+
+    @property
+    def pid(self) -> int | None:
+        """The ffmpeg process id, while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def push(self, frame: EncodedFrame) -> bool:
+        """Queue a frame without waiting; False when a keyframe is needed to go on."""
+        if self._failed or self._closed:
+            return True  # nothing more to record; don't ask for keyframes
+        if self._waiting_for_keyframe:
+            if not frame.keyframe:
+                self._counters.frames_dropped += 1
+                return False
+            if self._first_pts is None:
+                width, height = keyframe_size(frame.data)
+                if not self._offer(ivf_file_header(width, height), is_frame=False):
+                    return False
+                self._first_pts = frame.timestamp
+            self._waiting_for_keyframe = False
+        record = ivf_frame_header(len(frame.data), frame.timestamp - self._first_pts) + frame.data
+        if not self._offer(record, is_frame=True):
+            self._counters.frames_dropped += 1
+            self.resync()
+            return False
+        return True
+
+    def resync(self) -> None:
+        """Skip frames until the next keyframe (after loss, or after dropping frames)."""
+        if self._first_pts is not None:
+            self._waiting_for_keyframe = True
+
+    def _offer(self, chunk: bytes, *, is_frame: bool) -> bool:
+        try:
+            self._queue.put_nowait((chunk, is_frame))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def _write_loop(self) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        stdin = self._process.stdin
+        try:
+            while (item := await self._queue.get()) is not None:
+                chunk, is_frame = item
+                stdin.write(chunk)
+                await stdin.drain()
+                self._counters.frames_recorded += is_frame
+        except (BrokenPipeError, ConnectionResetError):
+            self._failed = True  # ffmpeg is gone: _watch_process says why
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    async def _watch_process(self) -> None:
+        """Keep ffmpeg's last error lines; report it if it exits before we close it."""
+        process = self._process
+        assert process is not None and process.stderr is not None
+        async for line in process.stderr:
+            self._stderr_tail.append(line.decode(errors="replace").rstrip())
+        code = await process.wait()
+        if not self._closed:
+            self._failed = True
+            self._report(f"Recording to {self.path} stopped: ffmpeg exited with code {code}"
+                         f"{self._stderr_summary()}. What was recorded so far is kept; "
+                         "the echo goes on.")
+
+    def _stderr_summary(self) -> str:
+        return f" ({' / '.join(self._stderr_tail)})" if self._stderr_tail else ""
+
+    def _report(self, message: str) -> None:
+        self._reported = True
+        logger.warning("%s", message)
+        self._on_error(message)
+
+    async def aclose(self) -> Path | None:
+        """Finalize: flush, close ffmpeg's stdin, wait for it to exit.
+
+        Returns the file's path if it holds a valid recording, else None (an
+        empty reservation is removed).
+        """
+        if self._closed:
+            return None
+        self._closed = True
+        process, writer = self._process, self._writer
+        assert process is not None and writer is not None
+        if not writer.done():
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+            if self._queue.full():  # make room for the end marker: drop the newest frames
+                self._queue.get_nowait()
+                self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(writer), _FFMPEG_EXIT_TIMEOUT)
+            code = await asyncio.wait_for(process.wait(), _FFMPEG_EXIT_TIMEOUT)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            code = await process.wait()
+            writer.cancel()
+            self._report(f"ffmpeg did not finish {self.path} in time and was stopped; "
+                         "the file may be incomplete.")
+        finally:
+            if self._watcher is not None:
+                await self._watcher
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        if self._first_pts is None:
+            self.path.unlink(missing_ok=True)  # nothing was recorded
+            return None
+        if code != 0 and not self._reported:
+            self._report(f"ffmpeg could not write {self.path} (exit code {code})"
+                         f"{self._stderr_summary()}.")
+        return self.path if self.path.stat().st_size > 0 else None

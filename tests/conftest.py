@@ -1,0 +1,199 @@
+"""Shared fixtures: test clips, the network-namespace guard, and an aiortc client peer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+from aiortc.rtp import RtpPacket
+
+from echo_widget import EchoWidget
+from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
+from echo_widget.vp8 import EncodedFrame, FrameAssembler
+
+FFMPEG = shutil.which("ffmpeg")
+FFPROBE = shutil.which("ffprobe")
+
+
+def make_clip(path: Path, *, size: str = "640x360", seconds: float = 4, gop: int = 30,
+              bitrate: str = "800k") -> Path:
+    """A VP8 test clip (ffmpeg's testsrc2), made at test time."""
+    assert FFMPEG, "ffmpeg is needed to make test clips (apt install ffmpeg)"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
+         "-t", str(seconds), "-c:v", "libvpx", "-b:v", bitrate, "-deadline", "realtime",
+         "-cpu-used", "8", "-g", str(gop), "-keyint_min", str(gop), str(path)],
+        check=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def vp8_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.webm")
+
+
+@pytest.fixture
+def peer_network() -> None:
+    """Peer connections only inside a private loopback-only namespace (tools/netns-run)."""
+    if os.environ.get("ECHO_NETNS") != "1":
+        pytest.fail("This test opens peer connections: run the suite through tools/netns-run "
+                    "(a private network namespace with only loopback).")
+
+
+def ffprobe_video(path: Path) -> dict[str, Any]:
+    """codec, size and packet count of a recording's video stream, as ffprobe reads them."""
+    assert FFPROBE, "ffprobe is needed (apt install ffmpeg)"
+    import json
+
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,width,height,nb_read_packets", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    streams = json.loads(out)["streams"]
+    assert streams, f"ffprobe found no video stream in {path}"
+    stream: dict[str, Any] = streams[0]
+    return stream
+
+
+def decode_errors(path: Path) -> str:
+    """What ffmpeg prints when it decodes the whole file (empty: it decodes cleanly)."""
+    assert FFMPEG
+    result = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"],
+                            capture_output=True, text=True, check=False)
+    return result.stderr.strip() + ("" if result.returncode == 0 else f" (exit {result.returncode})")
+
+
+def clip_frames(path: Path) -> list[bytes]:
+    """The encoded VP8 frames of a clip, in order, straight from the container."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+class Signaling:
+    """Stands in for the widget's comm: captures what the kernel side sends."""
+
+    def __init__(self, widget: EchoWidget) -> None:
+        self.widget = widget
+        self.sent: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        widget.send = self._capture  # type: ignore[method-assign]
+
+    def _capture(self, content: dict[str, Any], buffers: Any = None) -> None:
+        self.sent.append(content)
+        self._changed.set()
+
+    def deliver(self, content: Any) -> None:
+        """Hand a message to the widget as the browser's comm would."""
+        self.widget._handle_custom_msg(content, [])
+
+    async def wait_for(self, kind: str, session: str | None, timeout: float = 5) -> dict[str, Any]:
+        async def find() -> dict[str, Any]:
+            while True:
+                for message in self.sent:
+                    if message.get("type") == kind and message.get("session") == session:
+                        return message
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def of(self, session: str | None) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("session") == session]
+
+
+class EchoClient:
+    """A browser stand-in: an aiortc peer that sends a VP8 file and captures the echo, encoded."""
+
+    def __init__(self, signaling: Signaling, clip: Path, session: str) -> None:
+        self.signaling = signaling
+        self.session = session
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.player = MediaPlayer(str(clip), decode=False)
+        self.transceiver = self.pc.addTransceiver(self.player.video, direction="sendrecv")
+        self.transceiver.setCodecPreferences([
+            c for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() in ("video/vp8", "video/rtx")
+        ])
+        self.echoed: list[EncodedFrame] = []
+        self.echo_packets = 0
+        self.keyframe_requests: list[float] = []
+        self._send_pli = False
+        self._assembler = FrameAssembler(self.echoed.append, lambda: None)
+        tap_receiver(self.transceiver.receiver, self)
+        on_keyframe_request(self.transceiver.sender, self._on_keyframe_request)
+
+    # PacketSink for the echo coming back
+    def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
+        self.echo_packets += 1
+        self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                            packet.payload, data)
+        send, self._send_pli = self._send_pli, False
+        return send
+
+    def request_keyframe_from_kernel(self) -> None:
+        """Send a PLI for the echo track with the next echoed packet."""
+        self._send_pli = True
+
+    def _on_keyframe_request(self) -> None:
+        self.keyframe_requests.append(asyncio.get_running_loop().time())
+
+    async def connect(self, timeout: float = 10) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.signaling.deliver({"type": "offer", "session": self.session,
+                                "sdp": self.pc.localDescription.sdp})
+        answer = await self.signaling.wait_for("answer", self.session)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await wait_until(lambda: self.pc.connectionState == "connected", timeout,
+                         "the client peer did not connect")
+
+    async def close(self, *, bye: bool = True) -> None:
+        if bye:
+            self.signaling.deliver({"type": "bye", "session": self.session})
+        await self.pc.close()
+        if self.player.video is not None:
+            self.player.video.stop()
+
+
+async def wait_until(condition: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def ffmpeg_children() -> Iterator[None]:
+    """Fail the test if it leaves an ffmpeg child process of this process running."""
+    yield
+    leftover = [p for p in _children() if "ffmpeg" in p[1]]
+    assert not leftover, f"ffmpeg processes left running: {leftover}"
+
+
+def _children() -> list[tuple[int, str]]:
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == me:
+                found.append((int(entry.name), (entry / "cmdline").read_text()))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found

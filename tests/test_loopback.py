@@ -1,0 +1,140 @@
+"""An aiortc client echoes a real VP8 stream through EchoWidget on loopback.
+
+Run inside a private network namespace (tools/netns-run), ``iceServers=[]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiortc.codecs import vpx
+
+from echo_widget import EchoWidget
+
+from .conftest import (
+    EchoClient,
+    Signaling,
+    clip_frames,
+    decode_errors,
+    ffprobe_video,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("peer_network", "ffmpeg_children")
+
+
+@pytest.fixture
+def codec_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every VP8 decoder creation and every VP8 encode()/decode() call."""
+    calls: list[str] = []
+
+    def spy(name: str, original):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(name)
+            return original(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(vpx.Vp8Decoder, "__init__", spy("Vp8Decoder()", vpx.Vp8Decoder.__init__))
+    monkeypatch.setattr(vpx.Vp8Decoder, "decode", spy("decode", vpx.Vp8Decoder.decode))
+    monkeypatch.setattr(vpx.Vp8Encoder, "encode", spy("encode", vpx.Vp8Encoder.encode))
+    return calls
+
+
+def assert_contiguous_run(echoed: list[bytes], sent: list[bytes]) -> int:
+    """The echoed frames are a run of the sent frames, byte for byte; returns where it starts."""
+    assert echoed, "no frame came back"
+    starts = [i for i, frame in enumerate(sent) if frame == echoed[0]]
+    assert starts, "the first echoed frame is not byte-identical to any frame sent"
+    for start in starts:
+        if sent[start:start + len(echoed)] == echoed:
+            return start
+    raise AssertionError("the echoed frames are not the sent frames, in order, byte for byte")
+
+
+async def test_echo_is_byte_identical_and_recorded(
+        vp8_clip: Path, tmp_path: Path, codec_calls: list[str]) -> None:
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "s1")
+    loop = asyncio.get_running_loop()
+    await client.connect()
+    connected_at = loop.time()
+    assert widget.status == "connected"
+
+    await wait_until(lambda: len(client.echoed) >= 60, 10, "60 echoed frames")
+    sent = clip_frames(vp8_clip)
+    start = assert_contiguous_run([f.data for f in client.echoed], sent)
+    assert client.echoed[0].keyframe, "the echo must start on a keyframe"
+    assert start > 0 or client.echoed[0].keyframe
+
+    # The kernel asked the browser for a keyframe as soon as the session connected.
+    assert client.keyframe_requests, "no keyframe request on connect"
+    assert client.keyframe_requests[0] - connected_at < 1.0
+
+    # Keyframe-request forwarding: a PLI on the echo reaches the sending side.
+    before = len(client.keyframe_requests)
+    await asyncio.sleep(0.6)  # past the kernel's PLI rate limit
+    client.request_keyframe_from_kernel()
+    await wait_until(lambda: len(client.keyframe_requests) > before, 3,
+                     "the viewer's PLI was not forwarded to the sender")
+
+    await client.close()
+    await widget.aclose()
+    stats = widget.stats
+    assert stats["plis_received"] >= 1
+    assert stats["plis_sent"] >= 2
+    assert stats["frames_forwarded"] >= len(client.echoed)
+    assert stats["frames_received"] >= stats["frames_forwarded"]
+    assert widget.status == "closed"
+
+    # Nothing on the echo path decoded or encoded video.
+    assert codec_calls == []
+
+    # The recording is finalized and valid.
+    assert widget.recordings == [str(tmp_path / "echo.webm")]
+    recording = Path(widget.recordings[0])
+    probe = ffprobe_video(recording)
+    assert probe["codec_name"] == "vp8"
+    assert (probe["width"], probe["height"]) == (640, 360)
+    assert int(probe["nb_read_packets"]) == stats["frames_recorded"] > 30
+    assert decode_errors(recording) == ""
+
+
+async def test_two_sessions_are_independent_and_record_to_separate_files(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    first = EchoClient(signaling, vp8_clip, "view-1")
+    second = EchoClient(signaling, vp8_clip, "view-2")
+    await asyncio.gather(first.connect(), second.connect())
+    await wait_until(lambda: len(first.echoed) > 30 and len(second.echoed) > 30, 10,
+                     "both views echo")
+    # Ending one session leaves the other echoing.
+    await first.close()
+    count = len(second.echoed)
+    await wait_until(lambda: len(second.echoed) > count + 15, 5, "second view still echoes")
+    await second.close()
+    await widget.aclose()
+    assert sorted(widget.recordings) == [str(tmp_path / "echo-1.webm"), str(tmp_path / "echo.webm")]
+    for path in widget.recordings:
+        assert decode_errors(Path(path)) == ""
+
+
+async def test_client_vanishing_without_bye_is_noticed(vp8_clip: Path, tmp_path: Path) -> None:
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "gone")
+    await client.connect()
+    await wait_until(lambda: len(client.echoed) > 30, 10, "echo")
+    client.player.video.stop()  # the camera stops sending; no bye, peer still open
+    loop = asyncio.get_running_loop()
+    stopped = loop.time()
+    await wait_until(lambda: widget.status == "closed", 10, "session closed by the watchdog")
+    assert loop.time() - stopped < 7
+    assert "no video" in widget.error
+    await widget.aclose()
+    assert len(widget.recordings) == 1
+    assert decode_errors(Path(widget.recordings[0])) == ""
+    await client.close(bye=False)
