@@ -1,4 +1,4 @@
-"""echo-widget: your webcam echoed back by the Jupyter kernel over WebRTC, forwarded, never re-encoded."""
+"""echo-widget: your webcam echoed back by the Jupyter kernel over WebRTC, never re-encoded."""
 
 from importlib.metadata import PackageNotFoundError, version
 

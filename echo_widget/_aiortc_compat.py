@@ -59,13 +59,13 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` whenever the remote viewer sends a PLI or FIR for this sender."""
-    sender._send_keyframe = callback
+    sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
 def check_compat() -> None:
     """Raise RuntimeError if this aiortc lacks the internals the forwarding path uses."""
     problems: list[str] = []
-    expected = [
+    expected: list[tuple[Callable[..., Any], str]] = [
         (RTCRtpReceiver.__init__, "self.__jitter_buffer = "),
         (RTCRtpReceiver._handle_rtp_packet, "self.__jitter_buffer.add(packet)"),
         (RTCRtpReceiver._handle_rtp_packet, "await self._send_rtcp_pli(packet.ssrc)"),

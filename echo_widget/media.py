@@ -50,7 +50,7 @@ class MediaCounters:
         return asdict(self)
 
 
-class ForwardedVideoTrack(MediaStreamTrack):  # type: ignore[misc]
+class ForwardedVideoTrack(MediaStreamTrack):
     """The echo track: yields the received frames as ``av.Packet``s for aiortc to packetize."""
 
     kind = "video"
@@ -68,7 +68,7 @@ class ForwardedVideoTrack(MediaStreamTrack):  # type: ignore[misc]
             return False
         return True
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         """Wait for the next frame to echo (called by aiortc's RTP sender)."""
         if self.readyState != "live":
             raise MediaStreamError

@@ -179,7 +179,10 @@ class Recorder:
                     return False
                 self._first_pts = frame.timestamp
             self._waiting_for_keyframe = False
-        record = ivf_frame_header(len(frame.data), frame.timestamp - self._first_pts) + frame.data
+        first_pts = self._first_pts
+        assert first_pts is not None  # set by the first keyframe
+        pts = frame.timestamp - first_pts
+        record = ivf_frame_header(len(frame.data), pts) + frame.data
         if not self._offer(record, is_frame=True):
             self._counters.frames_dropped += 1
             self.resync()
@@ -199,7 +202,8 @@ class Recorder:
         return True
 
     async def _write_loop(self) -> None:
-        assert self._process is not None and self._process.stdin is not None
+        assert self._process is not None
+        assert self._process.stdin is not None
         stdin = self._process.stdin
         try:
             while (item := await self._queue.get()) is not None:
@@ -216,7 +220,8 @@ class Recorder:
     async def _watch_process(self) -> None:
         """Keep ffmpeg's last error lines; report it if it exits before we close it."""
         process = self._process
-        assert process is not None and process.stderr is not None
+        assert process is not None
+        assert process.stderr is not None
         async for line in process.stderr:
             self._stderr_tail.append(line.decode(errors="replace").rstrip())
         code = await process.wait()
@@ -244,7 +249,8 @@ class Recorder:
             return None
         self._closed = True
         process, writer = self._process, self._writer
-        assert process is not None and writer is not None
+        assert process is not None
+        assert writer is not None
         if not writer.done():
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(None)

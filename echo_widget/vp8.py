@@ -104,6 +104,7 @@ class FrameAssembler:
         self._packets: dict[int, _Packet] = {}
         self._next_seq: int | None = None
         self._newest_ts = 0
+        self._released_ts = 0
         self.frames_lost = 0
         """How many times packets were given up on (each a gap of one or more frames)."""
 
@@ -117,6 +118,7 @@ class FrameAssembler:
             if not start:
                 return  # join the stream at the first frame boundary
             self._next_seq = seq
+            self._released_ts = ts
         if seq < self._next_seq or seq in self._packets:
             return  # late duplicate or retransmission of something already released
         self._packets[seq] = _Packet(ts, marker, start, data)
@@ -124,9 +126,11 @@ class FrameAssembler:
         self._release()
         if not self._packets or self._next_seq is None:
             return
+        # How long have we waited? From the stuck frame's own timestamp, or, when
+        # its first packet is missing, from the last frame released.
         head = self._packets.get(self._next_seq)
-        oldest_ts = head.timestamp if head is not None else self._oldest_pending_ts()
-        if (self._newest_ts - oldest_ts > self._max_wait_ticks
+        waiting_since = head.timestamp if head is not None else self._released_ts
+        if (self._newest_ts - waiting_since > self._max_wait_ticks
                 or len(self._packets) > self._max_packets):
             self._skip_gap()
             self._release()
@@ -158,19 +162,16 @@ class FrameAssembler:
             parts = [packets.pop(seq).data for seq in range(self._next_seq, end + 1)]
             self._next_seq = end + 1
             frame = b"".join(parts)
+            self._released_ts = first.timestamp
             self._on_frame(EncodedFrame(frame, first.timestamp, is_keyframe(frame)))
-
-    def _oldest_pending_ts(self) -> int:
-        return min(p.timestamp for p in self._packets.values())
 
     def _skip_gap(self) -> None:
         """Give up on the frame at the head: jump to the next frame start after it."""
         assert self._next_seq is not None
         head = self._packets.get(self._next_seq)
-        stuck_ts = head.timestamp if head is not None else self._oldest_pending_ts()
         later_starts = sorted(
             seq for seq, p in self._packets.items()
-            if seq > self._next_seq and p.start and p.timestamp != stuck_ts
+            if seq > self._next_seq and p.start and (head is None or p.timestamp != head.timestamp)
         )
         if later_starts:
             self._next_seq = later_starts[0]

@@ -8,6 +8,7 @@ and publishes them as ``stats`` about once a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -75,7 +76,7 @@ def _to_rtc(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
                          credential=s.get("credential")) for s in servers]
 
 
-class EchoWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class EchoWidget(anywidget.AnyWidget):
     """Your webcam, echoed back by the kernel over WebRTC without re-encoding, and recorded.
 
     Display it (last expression of a cell) to start: each view asks for the
@@ -240,10 +241,8 @@ class EchoWidget(anywidget.AnyWidget):  # type: ignore[misc]
         await asyncio.gather(*(session.aclose() for session in list(self._unfinished)))
         if self._stats_task is not None:
             self._stats_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._stats_task
-            except asyncio.CancelledError:
-                pass
             self._stats_task = None
         self.stats = self._stats_snapshot(fps=0.0, kbps=0.0)
         if self._latest is not None:

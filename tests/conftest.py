@@ -70,7 +70,8 @@ def decode_errors(path: Path) -> str:
     assert FFMPEG
     result = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"],
                             capture_output=True, text=True, check=False)
-    return result.stderr.strip() + ("" if result.returncode == 0 else f" (exit {result.returncode})")
+    status = "" if result.returncode == 0 else f" (exit {result.returncode})"
+    return result.stderr.strip() + status
 
 
 def clip_frames(path: Path) -> list[bytes]:
