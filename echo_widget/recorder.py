@@ -144,7 +144,14 @@ class Recorder:
         try:
             recorder._process = await asyncio.create_subprocess_exec(
                 executable, "-hide_banner", "-nostats", "-loglevel", "error",
-                "-f", "ivf", "-i", "pipe:0", "-c", "copy", "-y", str(path),
+                # The IVF header says all there is to know: no probing, so that
+                # output starts with the first frames (and survives a crash).
+                "-probesize", "32", "-analyzeduration", "0",
+                "-f", "ivf", "-i", "pipe:0", "-c", "copy",
+                # Write each frame through, in WebM/Matroska clusters of at most 1 s,
+                # so that a killed ffmpeg leaves a file that plays up to its last second.
+                "-flush_packets", "1", "-cluster_time_limit", "1000",
+                "-y", str(path),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,

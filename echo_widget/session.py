@@ -260,6 +260,8 @@ class EchoSession:
 def _check_offer(sdp: str, session: str) -> None:
     """Parse an offer and check that it sends and receives VP8 video."""
     try:
+        if not sdp.lstrip().startswith("v="):
+            raise ValueError("an SDP starts with 'v='")
         description = SessionDescription.parse(sdp)
     except Exception as exc:
         raise protocol.ProtocolError(f"The offer's SDP could not be parsed ({exc!r}).",

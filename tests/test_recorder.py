@@ -1,0 +1,157 @@
+"""The recorder: IVF into ffmpeg, finalized files that ffprobe reads, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import struct
+from pathlib import Path
+
+import av
+import imageio_ffmpeg
+import pytest
+
+from echo_widget.media import MediaCounters
+from echo_widget.recorder import (
+    Recorder,
+    RecorderError,
+    find_ffmpeg,
+    ivf_file_header,
+    ivf_frame_header,
+    reserve_path,
+)
+from echo_widget.vp8 import EncodedFrame, is_keyframe
+
+from .conftest import clip_frames, decode_errors, ffprobe_video
+
+pytestmark = pytest.mark.usefixtures("ffmpeg_children")
+
+
+def frames_of(clip: Path) -> list[EncodedFrame]:
+    return [EncodedFrame(data, 3000 * i + 123_456, is_keyframe(data))
+            for i, data in enumerate(clip_frames(clip))]
+
+
+def test_ivf_headers_follow_the_format(tmp_path: Path, vp8_clip: Path) -> None:
+    header = ivf_file_header(640, 360)
+    assert len(header) == 32
+    assert header[:4] == b"DKIF"
+    assert struct.unpack_from("<HH4sHHII", header, 4) == (0, 32, b"VP80", 640, 360, 90000, 1)
+    assert ivf_frame_header(1000, 3000) == struct.pack("<IQ", 1000, 3000)
+    # A file written with these headers is read by ffprobe, frame for frame.
+    frames = clip_frames(vp8_clip)
+    path = tmp_path / "direct.ivf"
+    path.write_bytes(header + b"".join(ivf_frame_header(len(f), 3000 * i) + f
+                                       for i, f in enumerate(frames)))
+    probe = ffprobe_video(path)
+    assert (probe["codec_name"], probe["width"], probe["height"]) == ("vp8", 640, 360)
+    assert int(probe["nb_read_packets"]) == len(frames)
+
+
+async def test_recording_starts_on_a_keyframe_and_keeps_every_frame(
+        tmp_path: Path, vp8_clip: Path) -> None:
+    counters = MediaCounters()
+    errors: list[str] = []
+    recorder = await Recorder.start(tmp_path / "rec.webm", counters, on_error=errors.append)
+    frames = frames_of(vp8_clip)
+    first_key = next(i for i, f in enumerate(frames) if f.keyframe and i > 0)
+    for frame in frames[first_key - 3:]:  # three delta frames before a keyframe
+        recorder.push(frame)
+        await asyncio.sleep(0)
+    path = await recorder.aclose()
+    assert errors == []
+    assert path == tmp_path / "rec.webm"
+    assert counters.frames_dropped == 3
+    assert counters.frames_recorded == len(frames) - first_key
+    assert int(ffprobe_video(path)["nb_read_packets"]) == counters.frames_recorded
+    assert decode_errors(path) == ""
+    with av.open(str(path)) as container:  # the frames are stored as they came, not re-encoded
+        stored = [bytes(p) for p in container.demux(video=0) if p.size]
+    assert stored == [f.data for f in frames[first_key:]]
+
+
+def test_reserve_path_never_reuses_a_file(tmp_path: Path) -> None:
+    wanted = tmp_path / "echo.webm"
+    assert reserve_path(wanted) == wanted
+    assert reserve_path(wanted) == tmp_path / "echo-1.webm"
+    assert reserve_path(wanted) == tmp_path / "echo-2.webm"
+    with pytest.raises(RecorderError, match="does not exist"):
+        reserve_path(tmp_path / "missing" / "echo.webm")
+
+
+def test_reserve_path_without_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI runs as root, who may write anywhere: stand in for the kernel's EACCES.
+    def denied(*args: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(RecorderError, match="no permission to write in"):
+        reserve_path(tmp_path / "echo.webm")
+
+
+def test_find_ffmpeg_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ECHO_WIDGET_FFMPEG", raising=False)
+    assert find_ffmpeg() == shutil.which("ffmpeg")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg on PATH: imageio-ffmpeg's binary
+    assert find_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
+    monkeypatch.setenv("ECHO_WIDGET_FFMPEG", "/nonexistent/ffmpeg")
+    with pytest.raises(RecorderError, match="ECHO_WIDGET_FFMPEG"):
+        find_ffmpeg()
+
+
+async def test_imageio_ffmpeg_records_too(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, vp8_clip: Path) -> None:
+    monkeypatch.setenv("ECHO_WIDGET_FFMPEG", imageio_ffmpeg.get_ffmpeg_exe())
+    counters = MediaCounters()
+    recorder = await Recorder.start(tmp_path / "rec.webm", counters, on_error=pytest.fail)
+    for frame in frames_of(vp8_clip):
+        recorder.push(frame)
+        await asyncio.sleep(0)
+    path = await recorder.aclose()
+    assert path is not None
+    assert int(ffprobe_video(path)["nb_read_packets"]) == counters.frames_recorded > 0
+
+
+async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RecorderError, match="Could not start ffmpeg"):
+        await Recorder.start(tmp_path / "rec.webm", MediaCounters(), on_error=pytest.fail,
+                             ffmpeg=str(tmp_path / "no-such-ffmpeg"))
+    assert list(tmp_path.iterdir()) == [], "the reserved file is removed"
+
+
+async def test_an_unknown_container_is_reported(tmp_path: Path, vp8_clip: Path) -> None:
+    errors: list[str] = []
+    recorder = await Recorder.start(tmp_path / "rec.unknownext", MediaCounters(),
+                                    on_error=errors.append)
+    for frame in frames_of(vp8_clip)[:10]:
+        recorder.push(frame)
+    await recorder.aclose()
+    assert errors
+    assert "ffmpeg" in errors[0]
+
+
+async def test_ffmpeg_killed_mid_recording_keeps_what_was_recorded(
+        tmp_path: Path, vp8_clip: Path) -> None:
+    errors: list[str] = []
+    counters = MediaCounters()
+    recorder = await Recorder.start(tmp_path / "rec.mkv", counters, on_error=errors.append)
+    frames = frames_of(vp8_clip)
+    for frame in frames[:60]:
+        recorder.push(frame)
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.3)
+    assert recorder.pid is not None
+    os.kill(recorder.pid, signal.SIGKILL)
+    await asyncio.sleep(0.3)
+    for frame in frames[60:]:  # pushing after the crash neither raises nor blocks
+        assert recorder.push(frame)
+    path = await recorder.aclose()
+    assert len(errors) == 1
+    assert "stopped" in errors[0]
+    assert "-9" in errors[0]
+    assert path is not None
+    with av.open(str(path)) as container:  # what was written before the kill still plays
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded > 0

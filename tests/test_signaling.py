@@ -1,0 +1,145 @@
+"""The signaling protocol and the widget's message routing: bad input gets an error reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from echo_widget import EchoWidget
+from echo_widget.protocol import Bye, Ice, Offer, ProtocolError, parse_message
+from echo_widget.widget import ICE_SERVERS_ENV
+
+from .conftest import EchoClient, Signaling, wait_until
+
+CANDIDATE = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
+
+
+def test_parse_valid_messages() -> None:
+    assert parse_message({"type": "offer", "session": "s", "sdp": "v=0"}) == Offer("s", "v=0")
+    assert parse_message({"type": "bye", "session": "s"}) == Bye("s")
+    end = parse_message({"type": "ice", "session": "s", "candidate": None})
+    assert end == Ice("s", None)
+    assert parse_message({"type": "ice", "session": "s", "candidate": {
+        "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}}) == Ice("s", None)
+    ice = parse_message({"type": "ice", "session": "s", "candidate": {
+        "candidate": CANDIDATE, "sdpMid": "0", "sdpMLineIndex": 0}})
+    assert isinstance(ice, Ice)
+    assert ice.candidate is not None
+    assert (ice.candidate.ip, ice.candidate.port, ice.candidate.sdpMid) == ("127.0.0.1", 50000, "0")
+
+
+@pytest.mark.parametrize(("content", "words", "session"), [
+    ("offer", "JSON object", None),
+    ([], "JSON object", None),
+    ({"type": "offer"}, "'session'", None),
+    ({"type": "offer", "session": 7}, "'session'", None),
+    ({"type": "offer", "session": "x" * 500}, "'session'", None),
+    ({"type": "offer", "session": "s"}, "'sdp'", "s"),
+    ({"type": "offer", "session": "s", "sdp": "v" * 200_000}, "longer", "s"),
+    ({"type": "dance", "session": "s"}, "Unknown message type", "s"),
+    ({"session": "s"}, "Unknown message type", "s"),
+    ({"type": "ice", "session": "s"}, "'candidate'", "s"),
+    ({"type": "ice", "session": "s", "candidate": "x"}, "object or null", "s"),
+    ({"type": "ice", "session": "s", "candidate": {"candidate": 5}}, "candidate string", "s"),
+    ({"type": "ice", "session": "s", "candidate": {"candidate": CANDIDATE}}, "sdpMid", "s"),
+    ({"type": "ice", "session": "s", "candidate": {"candidate": CANDIDATE, "sdpMid": 1}},
+     "sdpMid", "s"),
+    ({"type": "ice", "session": "s", "candidate": {"candidate": CANDIDATE,
+                                                  "sdpMLineIndex": True}}, "sdpMLineIndex", "s"),
+    ({"type": "ice", "session": "s", "candidate": {"candidate": "candidate:garbage",
+                                                  "sdpMid": "0"}}, "Could not parse", "s"),
+])
+def test_malformed_messages_are_rejected_with_a_reason(
+        content: Any, words: str, session: str | None) -> None:
+    with pytest.raises(ProtocolError, match=words) as raised:
+        parse_message(content)
+    assert raised.value.session == session
+
+
+async def test_bad_messages_get_error_replies_and_never_raise() -> None:
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    for content in ["nonsense", {"type": "ice", "session": "nobody", "candidate": None},
+                    {"type": "bye", "session": "nobody"}, {"type": 1, "session": "a"}]:
+        signaling.deliver(content)
+    replies = signaling.sent
+    assert [r["type"] for r in replies] == ["error"] * 4
+    assert [r["session"] for r in replies] == [None, "nobody", "nobody", "a"]
+    assert "Unknown or ended session" in replies[1]["message"]
+    assert widget.status == "idle"
+    await widget.aclose()
+
+
+@pytest.mark.parametrize(("sdp", "words"), [
+    ("this is not sdp", "could not be parsed"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+     "c=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n", "no video"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n"
+     "c=IN IP4 0.0.0.0\r\na=rtpmap:102 H264/90000\r\na=sendrecv\r\n", "no VP8"),
+])
+async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: str) -> None:
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
+    reply = await signaling.wait_for("error", "s")
+    assert words in reply["message"]
+    await wait_until(lambda: widget.status == "failed", 2, "status failed")
+    assert words in widget.error
+    await widget.aclose()
+    assert widget._unfinished == set()
+    # the ended session id can't be reused
+    signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
+    assert "ended" in signaling.sent[-1]["message"]
+
+
+def test_offer_without_a_running_loop_gets_an_error() -> None:
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    signaling.deliver({"type": "offer", "session": "s", "sdp": "v=0"})
+    assert signaling.sent[-1]["type"] == "error"
+    assert "event loop" in signaling.sent[-1]["message"]
+
+
+def test_ice_servers_come_from_the_argument_or_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EchoWidget().ice_servers == []
+    turn = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}]
+    monkeypatch.setenv(ICE_SERVERS_ENV, json.dumps(turn))
+    assert EchoWidget().ice_servers == turn
+    assert EchoWidget(ice_servers=[]).ice_servers == []
+    monkeypatch.setenv(ICE_SERVERS_ENV, "[{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        EchoWidget()
+    for bad in ([{"url": "turn:x"}], [{"urls": "http://x"}], "turn:x", [{"urls": "stun:x", "p": 1}]):
+        with pytest.raises(ValueError, match="ice"):
+            EchoWidget(ice_servers=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("peer_network")
+async def test_candidates_right_after_the_offer_are_accepted_and_replies_carry_the_session(
+        vp8_clip: Any) -> None:
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "early")
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    signaling.deliver({"type": "offer", "session": "early", "sdp": client.pc.localDescription.sdp})
+    # trickled candidates and end-of-candidates before the answer is sent
+    signaling.deliver({"type": "ice", "session": "early", "candidate": {
+        "candidate": CANDIDATE, "sdpMid": "0", "sdpMLineIndex": 0}})
+    signaling.deliver({"type": "ice", "session": "early", "candidate": None})
+    # a second offer on a live session is refused; the session goes on
+    signaling.deliver({"type": "offer", "session": "early", "sdp": "v=0"})
+    answer = await signaling.wait_for("answer", "early")
+    assert "VP8" in answer["sdp"]
+    errors = [m for m in signaling.of("early") if m["type"] == "error"]
+    assert len(errors) == 1
+    assert "already has an offer" in errors[0]["message"]
+    assert all("session" in m for m in signaling.sent)
+    await asyncio.sleep(0.1)
+    assert widget.status == "connecting"
+    await client.pc.close()
+    await widget.aclose()
+    assert widget.status == "closed"
