@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import tomllib
 from importlib.metadata import version
+from pathlib import Path
 
 import aiortc
 import pytest
@@ -18,9 +20,6 @@ from echo_widget._aiortc_compat import JitterBufferTap, check_compat, tap_receiv
 
 
 def test_installed_aiortc_is_in_the_pinned_range() -> None:
-    import tomllib
-    from pathlib import Path
-
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("aiortc"))
     assert Version(version("aiortc")) in SpecifierSet(pin.removeprefix("aiortc"))
