@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
 import aiortc
 import pytest
+import tomllib
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
@@ -37,7 +37,7 @@ def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
         return source.replace("self._send_keyframe()", "self._request_keyframe()")
 
     monkeypatch.setattr(_aiortc_compat.inspect, "getsource", changed)
-    with pytest.raises(RuntimeError, match="does not support aiortc .*_send_keyframe"):
+    with pytest.raises(RuntimeError, match=r"does not support aiortc .*_send_keyframe"):
         check_compat()
 
 

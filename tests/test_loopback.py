@@ -138,3 +138,38 @@ async def test_client_vanishing_without_bye_is_noticed(vp8_clip: Path, tmp_path:
     assert len(widget.recordings) == 1
     assert decode_errors(Path(widget.recordings[0])) == ""
     await client.close(bye=False)
+
+
+async def test_close_schedules_teardown_and_finalizes_the_recording(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "c")
+    await client.connect()
+    await wait_until(lambda: widget.stats["frames_recorded"] > 0 or
+                     len(client.echoed) > 40, 10, "recording")
+    widget.close()  # ipywidgets' close: sync, schedules aclose on the loop
+    assert widget._close_task is not None
+    await widget._close_task
+    assert widget.status == "closed"
+    assert widget.recordings == [str(tmp_path / "echo.webm")]
+    assert decode_errors(tmp_path / "echo.webm") == ""
+    await client.close(bye=False)
+
+
+async def test_without_a_working_ffmpeg_the_echo_still_runs(
+        vp8_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECHO_WIDGET_FFMPEG", str(tmp_path / "no-ffmpeg-here"))
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "f")
+    await client.connect()
+    await wait_until(lambda: "ECHO_WIDGET_FFMPEG" in widget.error, 5, "ffmpeg error shown")
+    error = await signaling.wait_for("error", "f")
+    assert "ECHO_WIDGET_FFMPEG" in error["message"]
+    await wait_until(lambda: len(client.echoed) > 30, 10, "echo without recording")
+    assert widget.status == "connected"
+    await client.close()
+    await widget.aclose()
+    assert widget.recordings == []
+    assert list(tmp_path.iterdir()) == []

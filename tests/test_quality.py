@@ -47,7 +47,8 @@ def test_the_wheel_carries_the_widget_js_so_no_node_is_needed(built: Path) -> No
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert archive.read("echo_widget/static/widget.js") == (ROOT / "js/widget.js").read_bytes()
-        assert archive.read("echo_widget/static/widget.css") == (ROOT / "js/widget.css").read_bytes()
+        css = archive.read("echo_widget/static/widget.css")
+        assert css == (ROOT / "js/widget.css").read_bytes()
     assert "echo_widget/py.typed" in names
     assert not any(n.startswith("tests/") for n in names)
 

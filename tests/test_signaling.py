@@ -113,7 +113,9 @@ def test_ice_servers_come_from_the_argument_or_the_environment(
     monkeypatch.setenv(ICE_SERVERS_ENV, "[{")
     with pytest.raises(ValueError, match="not valid JSON"):
         EchoWidget()
-    for bad in ([{"url": "turn:x"}], [{"urls": "http://x"}], "turn:x", [{"urls": "stun:x", "p": 1}]):
+    bad_lists = ([{"url": "turn:x"}], [{"urls": "http://x"}], "turn:x",
+                 [{"urls": "stun:x", "p": 1}])
+    for bad in bad_lists:
         with pytest.raises(ValueError, match="ice"):
             EchoWidget(ice_servers=bad)  # type: ignore[arg-type]
 

@@ -1,0 +1,360 @@
+"""Forwarding vs transcoding: server CPU per stream, echoed fps, added latency, setup time, RSS.
+
+    python benchmarks/echo_bench.py                 # full table: N = 1, 4, 16, 32
+    python benchmarks/echo_bench.py --streams 2 --seconds 3 --modes forward   # quick check
+
+A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
+recording every stream; ``relay``: the aiortc echo a user would otherwise write, with
+``MediaRelay``, which decodes and re-encodes). A separate client process runs N aiortc peers,
+each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
+made at run time with ffmpeg) with ``MediaPlayer(decode=False)``. Signaling between the two goes
+over a loopback TCP socket as JSON lines, in the widget's own protocol. Everything runs in a
+private loopback-only network namespace (re-executed through tools/netns-run),
+``iceServers=[]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- server
+
+
+async def serve(mode: str, port_file: Path, record_dir: Path) -> None:
+    """Accept one signaling connection and echo every session offered on it."""
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def send(content: dict[str, Any], buffers: Any = None) -> None:
+            writer.write(json.dumps(content).encode() + b"\n")
+
+        if mode == "relay":
+            backend: Any = RelayEcho(send)
+        else:
+            from echo_widget import EchoWidget
+
+            widget = EchoWidget(ice_servers=[], record_to=(
+                record_dir / "rec.webm" if mode == "forward+rec" else None))
+            widget.send = send  # type: ignore[method-assign]
+            backend = widget
+        while line := await reader.readline():
+            backend._handle_custom_msg(json.loads(line), [])
+        await backend.aclose()
+        writer.close()
+        done.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port_file.write_text(str(server.sockets[0].getsockname()[1]))
+    await done.wait()
+    server.close()
+
+
+class RelayEcho:
+    """The reference: aiortc's usual echo, ``pc.addTrack(MediaRelay().subscribe(track))``."""
+
+    def __init__(self, send: Any) -> None:
+        from aiortc.contrib.media import MediaRelay
+
+        self.send = send
+        self.relay = MediaRelay()
+        self.pcs: dict[str, Any] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _handle_custom_msg(self, content: dict[str, Any], buffers: Any) -> None:
+        if content["type"] == "offer":
+            task = asyncio.ensure_future(self._answer(content["session"], content["sdp"]))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, session: str, sdp: str) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pcs[session] = pc
+        pc.on("track", lambda track: pc.addTrack(self.relay.subscribe(track)))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        self.send({"type": "answer", "session": session, "sdp": pc.localDescription.sdp})
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*(pc.close() for pc in self.pcs.values()))
+
+
+# --------------------------------------------------------------------------- client
+
+
+async def client(port: int, streams: int, clip: Path, window: float) -> dict[str, Any]:
+    """N peers: connect, wait until all echo, measure for ``window`` seconds, report."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc.contrib.media import MediaPlayer
+    from aiortc.mediastreams import MediaStreamTrack
+
+    from echo_widget._aiortc_compat import tap_receiver
+    from echo_widget.vp8 import FrameAssembler
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers: dict[str, asyncio.Future[str]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def read_answers() -> None:
+        while line := await reader.readline():
+            message = json.loads(line)
+            if message.get("type") == "answer":
+                answers[message["session"]].set_result(message["sdp"])
+
+    reading = asyncio.ensure_future(read_answers())
+
+    class TimedTrack(MediaStreamTrack):
+        """The clip's packets, noting when each frame was handed to the sender."""
+
+        kind = "video"
+
+        def __init__(self, inner: MediaStreamTrack, sent: dict[bytes, float]) -> None:
+            super().__init__()
+            self.inner, self.sent = inner, sent
+
+        async def recv(self) -> Any:
+            packet = await self.inner.recv()
+            self.sent[hashlib.blake2b(bytes(packet), digest_size=8).digest()] = time.perf_counter()
+            return packet
+
+    class Peer:
+        def __init__(self, index: int) -> None:
+            self.session = f"bench-{index}"
+            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            self.player = MediaPlayer(str(clip), decode=False, loop=True)
+            self.sent: dict[bytes, float] = {}
+            self.track = TimedTrack(self.player.video, self.sent)
+            transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+            transceiver.setCodecPreferences([
+                c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in ("video/vp8", "video/rtx")])
+            self.frames: list[float] = []
+            self.latencies: list[float] = []
+            self.first_frame: float | None = None
+            self.offered_at = 0.0
+            self.assembler = FrameAssembler(self.on_frame, lambda: None)
+            tap_receiver(transceiver.receiver, self)
+
+        def on_rtp(self, packet: Any, data: bytes) -> bool:
+            self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                               packet.payload, data)
+            return False
+
+        def on_frame(self, frame: Any) -> None:
+            now = time.perf_counter()
+            if self.first_frame is None:
+                self.first_frame = now - self.offered_at
+            self.frames.append(now)
+            sent = self.sent.get(hashlib.blake2b(frame.data, digest_size=8).digest())
+            if sent is not None:
+                self.latencies.append(now - sent)
+
+        async def connect(self) -> None:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            answers[self.session] = loop.create_future()
+            self.offered_at = time.perf_counter()
+            writer.write(json.dumps({"type": "offer", "session": self.session,
+                                     "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
+            sdp = await answers[self.session]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    peers = [Peer(i) for i in range(streams)]
+    await asyncio.gather(*(p.connect() for p in peers))
+    deadline = time.perf_counter() + 30
+    while any(p.first_frame is None for p in peers) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2)  # settle
+    print("READY", flush=True)
+    start = time.perf_counter()
+    marks = [(len(p.frames), len(p.latencies)) for p in peers]
+    await loop.run_in_executor(None, sys.stdin.readline)  # the orchestrator says STOP
+    elapsed = time.perf_counter() - start
+    fps = [(len(p.frames) - m[0]) / elapsed for p, m in zip(peers, marks, strict=True)]
+    latencies = sorted(x for p, m in zip(peers, marks, strict=True) for x in p.latencies[m[1]:])
+    firsts = sorted(p.first_frame for p in peers if p.first_frame is not None)
+    for p in peers:
+        writer.write(json.dumps({"type": "bye", "session": p.session}).encode() + b"\n")
+    await writer.drain()
+    await asyncio.gather(*(p.pc.close() for p in peers))
+    for p in peers:
+        p.player.video.stop()
+    writer.close()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading
+    return {
+        "fps_min": min(fps), "fps_median": statistics.median(fps),
+        "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
+        "first_p50": _percentile(firsts, 50), "first_max": max(firsts) if firsts else None,
+        "connected": len(firsts),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(len(values) * q / 100))]
+
+
+# --------------------------------------------------------------------------- orchestrator
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its living children (ffmpeg), in seconds."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_one(mode: str, streams: int, clip: Path, window: float, work: Path) -> dict[str, Any]:
+    port_file = work / f"port-{mode}-{streams}"
+    record_dir = work / f"rec-{mode}-{streams}"
+    record_dir.mkdir()
+    me = [sys.executable, __file__]
+    server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
+                               "--record-dir", str(record_dir)])
+    try:
+        while not port_file.exists() or not port_file.read_text():
+            if server.poll() is not None:
+                raise RuntimeError("the server process died")
+            time.sleep(0.05)
+        client_proc = subprocess.Popen(
+            [*me, "--client", str(streams), "--port", port_file.read_text(), "--clip", str(clip),
+             "--seconds", str(window)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert client_proc.stdout is not None
+        assert client_proc.stdin is not None
+        line = client_proc.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(f"the client did not get ready: {line!r}")
+        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
+        time.sleep(window)
+        cpu1, t1 = _cpu_seconds(server.pid), time.perf_counter()
+        rss = _rss_mb(server.pid)
+        client_proc.stdin.write("STOP\n")
+        client_proc.stdin.flush()
+        result: dict[str, Any] = json.loads(client_proc.stdout.readline())
+        client_proc.wait(60)
+        server.wait(60)
+    finally:
+        for process in (server,):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    cpu_percent = 100 * (cpu1 - cpu0) / (t1 - t0)
+    result.update(mode=mode, streams=streams, cpu_total=cpu_percent,
+                  cpu_per_stream=cpu_percent / streams, rss_mb=rss)
+    return result
+
+
+def make_clip(path: Path) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+         "-t", "10", "-c:v", "libvpx", "-b:v", "1.5M", "-deadline", "realtime", "-cpu-used", "8",
+         "-g", "60", "-keyint_min", "60", str(path)], check=True)
+    return path
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    header = ("mode", "N", "CPU %/stream", "CPU % total", "fps min", "fps med",
+              "lat p50 ms", "lat p99 ms", "first p50 ms", "first max ms", "RSS MB")
+    rows = [header]
+    for r in results:
+        rows.append((r["mode"], str(r["streams"]), f"{r['cpu_per_stream']:.2f}",
+                     f"{r['cpu_total']:.1f}", f"{r['fps_min']:.1f}", f"{r['fps_median']:.1f}",
+                     _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["first_p50"]),
+                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    relay = {r["streams"]: r for r in results if r["mode"] == "relay"}
+    forward = {r["streams"]: r for r in results if r["mode"] == "forward"}
+    if relay and forward:
+        base = relay[min(relay)]
+        best = forward[max(forward)]
+        print(f"\nrelay CPU/stream at N={base['streams']} / forward CPU/stream at "
+              f"N={best['streams']}: {base['cpu_per_stream'] / best['cpu_per_stream']:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", default="1,4,16,32", help="comma-separated N values")
+    parser.add_argument("--relay-streams", default="1,4", help="N values for the relay")
+    parser.add_argument("--modes", default="forward,forward+rec,relay")
+    parser.add_argument("--seconds", type=float, default=10.0, help="steady measuring window")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--record-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.port_file, args.record_dir))
+        return
+    if args.client:
+        result = asyncio.run(client(args.port, args.client, args.clip, args.seconds))
+        print(json.dumps(result), flush=True)
+        return
+    if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
+        os.execv(str(ROOT / "tools" / "netns-run"),
+                 [str(ROOT / "tools" / "netns-run"), sys.executable, *sys.argv])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clip = make_clip(work / "clip.webm")
+        results = []
+        for mode in args.modes.split(","):
+            counts = args.relay_streams if mode == "relay" else args.streams
+            for streams in map(int, counts.split(",")):
+                result = run_one(mode, streams, clip, args.seconds, work)
+                print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
+                results.append(result)
+        print(f"\nmachine: {os.cpu_count()} cores; window {args.seconds:g} s; "
+              "720p30 VP8 1.5 Mb/s per stream\n")
+        print_table(results)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The benchmark script keeps working: a small run (N=2, a few seconds) gives sane numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.usefixtures("peer_network")
+@pytest.mark.timeout(240)
+def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "2",
+         "--modes", "forward,relay", "--relay-streams", "1", "--seconds", "3",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=200, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| forward |" in result.stdout.replace("  ", " ").replace("  ", " ")
+    rows = {r["mode"]: r for r in json.loads(out.read_text())}
+    forward, relay = rows["forward"], rows["relay"]
+    assert forward["connected"] == 2
+    assert relay["connected"] == 1
+    for row in (forward, relay):
+        assert 0 < row["cpu_per_stream"] < 200
+        assert 5 < row["fps_min"] <= row["fps_median"] < 40
+        assert row["rss_mb"] > 10
+        assert 0 < row["first_p50"] < 10
+    assert 0 < forward["latency_p50"] <= forward["latency_p99"] < 1
+    assert relay["latency_p50"] is None  # re-encoded frames can't be matched by content
