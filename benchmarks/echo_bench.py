@@ -150,6 +150,7 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
             self.latencies: list[float] = []
             self.first_frame: float | None = None
             self.offered_at = 0.0
+            self.answered_in = 0.0
             self.assembler = FrameAssembler(self.on_frame, lambda: None)
             tap_receiver(transceiver.receiver, self)
 
@@ -174,6 +175,7 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
             writer.write(json.dumps({"type": "offer", "session": self.session,
                                      "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
             sdp = await answers[self.session]
+            self.answered_in = time.perf_counter() - self.offered_at
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
     peers = [Peer(i) for i in range(streams)]
@@ -205,6 +207,7 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
         "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
         "first_p50": _percentile(firsts, 50), "first_max": max(firsts) if firsts else None,
         "connected": len(firsts),
+        "answer_p50": _percentile(sorted(p.answered_in for p in peers), 50),
     }
 
 
@@ -294,12 +297,14 @@ def _ms(value: float | None) -> str:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     header = ("mode", "N", "CPU %/stream", "CPU % total", "fps min", "fps med",
-              "lat p50 ms", "lat p99 ms", "first p50 ms", "first max ms", "RSS MB")
+              "lat p50 ms", "lat p99 ms", "answer p50 ms", "first p50 ms", "first max ms",
+              "RSS MB")
     rows = [header]
     for r in results:
         rows.append((r["mode"], str(r["streams"]), f"{r['cpu_per_stream']:.2f}",
                      f"{r['cpu_total']:.1f}", f"{r['fps_min']:.1f}", f"{r['fps_median']:.1f}",
-                     _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["first_p50"]),
+                     _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
+                     _ms(r["first_p50"]),
                      _ms(r["first_max"]), f"{r['rss_mb']:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for i, row in enumerate(rows):

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 VIDEO_CLOCK_RATE = 90_000
+MAX_TIMESTAMP_STEP = 10 * VIDEO_CLOCK_RATE
+"""A larger jump between consecutive frames is a sender clock reset, not elapsed time."""
+_RESET_STEP = VIDEO_CLOCK_RATE // 30
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 
@@ -23,7 +26,9 @@ class EncodedFrame:
 
     data: bytes
     timestamp: int
-    """RTP timestamp in 90 kHz units, unwrapped so that it never goes backwards."""
+    """90 kHz units: the RTP timestamp unwrapped, and re-based where the sender's clock
+    jumps (backwards, or forwards by more than ``MAX_TIMESTAMP_STEP``), so that it always
+    increases."""
     keyframe: bool
 
 
@@ -103,8 +108,13 @@ class FrameAssembler:
         self._ts = _Unwrapper(_TS_MOD)
         self._packets: dict[int, _Packet] = {}
         self._next_seq: int | None = None
+        self._highest_seq: int | None = None
         self._newest_ts = 0
+        """Timestamp of the packet with the highest sequence number (not the highest timestamp:
+        a sender may reset its clock)."""
         self._released_ts = 0
+        self._last_out_ts: int | None = None
+        self._out_offset = 0
         self.frames_lost = 0
         """How many times packets were given up on (each a gap of one or more frames)."""
 
@@ -122,7 +132,9 @@ class FrameAssembler:
         if seq < self._next_seq or seq in self._packets:
             return  # late duplicate or retransmission of something already released
         self._packets[seq] = _Packet(ts, marker, start, data)
-        self._newest_ts = max(self._newest_ts, ts)
+        if self._highest_seq is None or seq > self._highest_seq:
+            self._highest_seq = seq
+            self._newest_ts = ts
         self._release()
         if not self._packets or self._next_seq is None:
             return
@@ -130,7 +142,7 @@ class FrameAssembler:
         # its first packet is missing, from the last frame released.
         head = self._packets.get(self._next_seq)
         waiting_since = head.timestamp if head is not None else self._released_ts
-        if (self._newest_ts - waiting_since > self._max_wait_ticks
+        if (abs(self._newest_ts - waiting_since) > self._max_wait_ticks
                 or len(self._packets) > self._max_packets):
             self._skip_gap()
             self._release()
@@ -163,7 +175,17 @@ class FrameAssembler:
             self._next_seq = end + 1
             frame = b"".join(parts)
             self._released_ts = first.timestamp
-            self._on_frame(EncodedFrame(frame, first.timestamp, is_keyframe(frame)))
+            self._on_frame(EncodedFrame(frame, self._output_ts(first.timestamp),
+                                        is_keyframe(frame)))
+
+    def _output_ts(self, ts: int) -> int:
+        out = ts + self._out_offset
+        last = self._last_out_ts
+        if last is not None and not last < out <= last + MAX_TIMESTAMP_STEP:
+            self._out_offset += last + _RESET_STEP - out  # the sender's clock jumped
+            out = last + _RESET_STEP
+        self._last_out_ts = out
+        return out
 
     def _skip_gap(self) -> None:
         """Give up on the frame at the head: jump to the next frame start after it."""
@@ -180,5 +202,6 @@ class FrameAssembler:
         else:
             self._packets.clear()
             self._next_seq = None
+            self._highest_seq = None
         self.frames_lost += 1
         self._on_loss()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from fractions import Fraction
 
@@ -170,3 +171,16 @@ def test_joins_mid_stream_at_a_frame_boundary() -> None:
     # a packet older than the one the assembler joined at is not waited for
     out, _ = run([packets[1], packets[0], *packets[2:]], max_wait=0.0)
     assert [f.data for f in out] == frames[1:]
+
+
+def test_a_sender_clock_jump_keeps_frames_flowing_and_timestamps_increasing() -> None:
+    frames = as_frames([bytes([i]) * 2500 for i in range(20)])
+    before = packetize(frames[:10], first_seq=100, first_ts=900_000)
+    # the sender loops its clip: sequence numbers go on, timestamps restart far back
+    after = packetize(frames[10:], first_seq=100 + len(before), first_ts=0)
+    out, losses = run(before + after)
+    assert [f.data for f in out] == frames
+    assert losses == 0
+    steps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(out)]
+    assert all(step > 0 for step in steps)
+    assert max(steps) <= 3000
