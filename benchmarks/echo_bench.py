@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 async def serve(mode: str, port_file: Path, record_dir: Path) -> None:
     """Accept one signaling connection and echo every session offered on it."""
+    from echo_widget import EchoWidget  # imported before any offer, as in a notebook
+
     done = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -47,8 +50,6 @@ async def serve(mode: str, port_file: Path, record_dir: Path) -> None:
         if mode == "relay":
             backend: Any = RelayEcho(send)
         else:
-            from echo_widget import EchoWidget
-
             widget = EchoWidget(ice_servers=[], record_to=(
                 record_dir / "rec.webm" if mode == "forward+rec" else None))
             widget.send = send  # type: ignore[method-assign]
@@ -122,16 +123,32 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
     reading = asyncio.ensure_future(read_answers())
 
     class TimedTrack(MediaStreamTrack):
-        """The clip's packets, noting when each frame was handed to the sender."""
+        """The clip's packets at 30 fps, noting when each frame goes to the sender.
+
+        aiortc's MediaPlayer paces packets by their pts, which restart when it loops
+        the clip: after the first loop it would send in bursts. So this track paces by
+        frame count and stamps monotonic pts itself.
+        """
 
         kind = "video"
 
         def __init__(self, inner: MediaStreamTrack, sent: dict[bytes, float]) -> None:
             super().__init__()
             self.inner, self.sent = inner, sent
+            self.count = 0
+            self.start: float | None = None
 
         async def recv(self) -> Any:
             packet = await self.inner.recv()
+            now = time.perf_counter()
+            if self.start is None:
+                self.start = now
+            due = self.start + self.count / 30
+            if due > now:
+                await asyncio.sleep(due - now)
+            packet.pts = self.count * 3000
+            packet.time_base = Fraction(1, 90000)
+            self.count += 1
             self.sent[hashlib.blake2b(bytes(packet), digest_size=8).digest()] = time.perf_counter()
             return packet
 

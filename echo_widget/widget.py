@@ -71,6 +71,13 @@ def check_ice_servers(value: object) -> list[dict[str, Any]]:
     return list(value)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _to_rtc(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
     return [RTCIceServer(urls=s["urls"], username=s.get("username"),
                          credential=s.get("credential")) for s in servers]
@@ -123,6 +130,8 @@ class EchoWidget(anywidget.AnyWidget):
         self._stats_task: asyncio.Task[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._last_sample: tuple[float, int, int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
+        """The loop every session runs on: the kernel's, where the widget was made."""
         self.stats = self._stats_snapshot(fps=0.0, kbps=0.0)
         self.on_msg(self._on_custom_msg)
 
@@ -133,6 +142,21 @@ class EchoWidget(anywidget.AnyWidget):
     # -- signaling ------------------------------------------------------------
 
     def _on_custom_msg(self, _widget: object, content: object, _buffers: object) -> None:
+        """Take one message from a view, on whatever thread the kernel delivers it.
+
+        JupyterLab may deliver widget messages through a kernel subshell, a thread
+        with its own event loop; they are handed to the widget's loop (the kernel's
+        main loop), where all sessions live.
+        """
+        current = _running_loop()
+        if self._loop is None:
+            self._loop = current
+        if self._loop is not None and current is not self._loop and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._handle, content)
+        else:
+            self._handle(content)
+
+    def _handle(self, content: object) -> None:
         """Route one message from a view; never raises."""
         try:
             self._route(protocol.parse_message(content))
@@ -167,12 +191,10 @@ class EchoWidget(anywidget.AnyWidget):
             session.end("closed")
 
     def _start_session(self, offer: protocol.Offer) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if _running_loop() is None:
             raise protocol.ProtocolError(
                 "EchoWidget needs a running asyncio event loop (as in a Jupyter kernel).",
-                offer.session) from None
+                offer.session)
         config = SessionConfig(ice_servers=_to_rtc(self.ice_servers), record_to=self.record_to)
         session = EchoSession(
             offer.session, offer.sdp, config, self._counters,
@@ -238,6 +260,14 @@ class EchoWidget(anywidget.AnyWidget):
 
     async def aclose(self) -> None:
         """Close every session; return once every recording is finalized and ffmpeg has exited."""
+        loop = self._loop
+        if loop is not None and loop is not _running_loop() and loop.is_running():
+            # awaited from another loop (e.g. a subshell's): close on the sessions' loop
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._aclose(), loop))
+        else:
+            await self._aclose()
+
+    async def _aclose(self) -> None:
         await asyncio.gather(*(session.aclose() for session in list(self._unfinished)))
         if self._stats_task is not None:
             self._stats_task.cancel()
@@ -250,10 +280,14 @@ class EchoWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the widget; its sessions are closed on the event loop (see :meth:`aclose`)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None and self._close_task is None and self._unfinished:
-            self._close_task = loop.create_task(self.aclose())
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and self._unfinished:
+            if loop is _running_loop():
+                self._schedule_close()
+            else:
+                loop.call_soon_threadsafe(self._schedule_close)
         super().close()
+
+    def _schedule_close(self) -> None:
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._aclose())

@@ -173,3 +173,56 @@ async def test_without_a_working_ffmpeg_the_echo_still_runs(
     await widget.aclose()
     assert widget.recordings == []
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_messages_from_another_thread_run_on_the_widgets_loop(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    """As with JupyterLab's kernel subshells: comm messages arrive on another thread's loop."""
+    import threading
+
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    main_loop = asyncio.get_running_loop()
+    sent_from: set[str] = set()
+    capture = widget.send
+
+    def send(content, buffers=None):  # type: ignore[no-untyped-def]
+        sent_from.add(threading.current_thread().name)
+        capture(content)
+
+    widget.send = send  # type: ignore[method-assign]
+    client = EchoClient(signaling, vp8_clip, "sub")
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    offer = {"type": "offer", "session": "sub", "sdp": client.pc.localDescription.sdp}
+
+    def subshell() -> None:
+        async def deliver() -> None:
+            widget._handle_custom_msg(offer, [])
+        asyncio.run(deliver())
+
+    thread = threading.Thread(target=subshell, name="subshell")
+    thread.start()
+    thread.join()
+    answer = await signaling.wait_for("answer", "sub")
+    from aiortc import RTCSessionDescription
+
+    await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    await wait_until(lambda: len(client.echoed) > 30, 10, "echo")
+    assert sent_from == {threading.current_thread().name}
+    assert widget._loop is main_loop
+
+    closed: list[list[str]] = []
+
+    def close_from_other_loop() -> None:
+        async def close() -> None:
+            await widget.aclose()
+            closed.append(list(widget.recordings))
+        asyncio.run(close())
+
+    other = threading.Thread(target=close_from_other_loop)
+    other.start()
+    await wait_until(lambda: bool(closed), 15, "aclose from another loop")
+    other.join()
+    assert closed == [[str(tmp_path / "echo.webm")]]
+    assert widget.status == "closed"
+    await client.close(bye=False)

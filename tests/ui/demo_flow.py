@@ -1,0 +1,69 @@
+"""The demo notebook, as a user meets it, in any Jupyter front end."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import Browser
+
+from tests.conftest import decode_errors, ffprobe_video
+
+from .conftest import (
+    Server,
+    assert_playing,
+    copy_demo,
+    kernel_json,
+    new_page,
+    open_and_run_all,
+    screenshot,
+    wait_for_status,
+)
+
+STATS = "import json; print(json.dumps({**w.stats, 'status': w.status, 'error': w.error, " \
+        "'recordings': w.recordings}))"
+
+
+def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
+    notebook = copy_demo(server)
+    page = new_page(browser)
+    open_and_run_all(page, server, notebook)
+    wait_for_status(page, "connected")
+    assert_playing(page)
+    widget = page.locator(".echo-widget")
+    assert widget.locator(".echo-widget-error").inner_text() == ""
+    assert "connected" in widget.locator(".echo-widget-status").inner_text()
+
+    # The echo really goes through the kernel: its counters grow.
+    kernel = server.kernel(notebook)
+    before = kernel_json(kernel, STATS)
+    time.sleep(2)
+    after = kernel_json(kernel, STATS)
+    assert after["status"] == "connected"
+    assert after["error"] == ""
+    assert after["frames_received"] > before["frames_received"] > 0
+    assert after["frames_forwarded"] > before["frames_forwarded"] > 0
+    assert after["frames_recorded"] > 0
+    assert after["fps"] > 5
+    screenshot(page, shot_name)
+
+    # Closing the tab ends the session and finalizes the recording.
+    page.context.close()
+    deadline = time.monotonic() + 20
+    state = kernel_json(kernel, STATS)
+    while not state["recordings"] and time.monotonic() < deadline:
+        time.sleep(0.25)
+        state = kernel_json(kernel, STATS)
+    assert state["status"] == "closed", state
+    assert len(state["recordings"]) == 1, state
+    final = kernel_json(kernel, "await w.aclose()\n" + STATS)
+    recording = final["recordings"][0]
+    assert recording == str(server.root / "echo.webm")
+    probe = ffprobe_video(server.root / "echo.webm")
+    assert probe["codec_name"] == "vp8"
+    assert int(probe["nb_read_packets"]) == final["frames_recorded"]
+    assert decode_errors(server.root / "echo.webm") == ""
+    children = kernel_json(kernel, "import os, json; print(json.dumps([open(f'/proc/{p}/cmdline')"
+                           ".read() for p in os.listdir('/proc') if p.isdigit() and "
+                           "open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1] == "
+                           "str(os.getpid())]))")
+    assert not [c for c in children if "ffmpeg" in c], children
