@@ -9,6 +9,10 @@ needs two small hooks instead:
   and never returns a frame, so aiortc's decoder thread never gets anything to
   decode (and never creates a decoder). Its return value also lets us ask
   aiortc to send a PLI through its own RTCP path.
+* the receiver's decoder queue is swapped for one that already holds aiortc's
+  stop marker, so the decoder thread aiortc starts exits at once: no idle,
+  non-daemon thread per session (which would also keep the interpreter from
+  exiting while a session is live).
 * the sender's ``_send_keyframe`` is replaced on the instance, so that a PLI or
   FIR from the viewer reaches us.
 
@@ -20,13 +24,15 @@ The tested range is pinned in ``pyproject.toml``.
 from __future__ import annotations
 
 import inspect
+import queue
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.rtp import RtpPacket
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 
 
 class PacketSink(Protocol):
@@ -52,9 +58,13 @@ class JitterBufferTap:
 
 def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
     """Route a receiver's packets to ``sink`` instead of aiortc's jitter buffer and decoder."""
-    if not hasattr(receiver, _JITTER_BUFFER_ATTR):
-        raise RuntimeError(_broken("RTCRtpReceiver has no private jitter buffer attribute"))
+    for attribute in (_JITTER_BUFFER_ATTR, _DECODER_QUEUE_ATTR):
+        if not hasattr(receiver, attribute):
+            raise RuntimeError(_broken(f"RTCRtpReceiver has no attribute {attribute}"))
     setattr(receiver, _JITTER_BUFFER_ATTR, JitterBufferTap(sink))
+    stopped: queue.Queue[None] = queue.Queue()
+    stopped.put(None)  # decoder_worker's stop marker: its thread ends as soon as it starts
+    setattr(receiver, _DECODER_QUEUE_ATTR, stopped)
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -67,6 +77,8 @@ def check_compat() -> None:
     problems: list[str] = []
     expected: list[tuple[Callable[..., Any], str]] = [
         (RTCRtpReceiver.__init__, "self.__jitter_buffer = "),
+        (RTCRtpReceiver.receive, "self.__decoder_queue,"),
+        (rtcrtpreceiver.decoder_worker, "if task is None:"),
         (RTCRtpReceiver._handle_rtp_packet, "self.__jitter_buffer.add(packet)"),
         (RTCRtpReceiver._handle_rtp_packet, "await self._send_rtcp_pli(packet.ssrc)"),
         (RTCRtpReceiver._handle_rtp_packet, "packet._data = depayload("),

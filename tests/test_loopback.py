@@ -226,3 +226,18 @@ async def test_messages_from_another_thread_run_on_the_widgets_loop(
     assert closed == [[str(tmp_path / "echo.webm")]]
     assert widget.status == "closed"
     await client.close(bye=False)
+
+
+async def test_a_live_session_starts_no_lingering_thread(vp8_clip: Path) -> None:
+    """aiortc's decoder thread is not a daemon: an idle one per session would pile up and
+    keep the interpreter from exiting. The tap ends it at once."""
+    import threading
+
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "t")
+    await client.connect()
+    await wait_until(lambda: len(client.echoed) > 10, 10, "echo")
+    assert not [t.name for t in threading.enumerate() if "decoder" in t.name]
+    await client.close()
+    await widget.aclose()
