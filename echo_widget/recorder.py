@@ -104,22 +104,29 @@ def reserve_path(requested: Path) -> Path:
 
 
 class Recorder:
-    """One recording: an ffmpeg process fed IVF frames from a bounded queue."""
+    """One recording: an ffmpeg process fed IVF frames from a bounded queue.
+
+    :meth:`open` is synchronous: it finds ffmpeg and reserves the file (raising
+    :class:`RecorderError` at once if either fails), then one task starts ffmpeg
+    and writes. Frames pushed while ffmpeg starts wait in the queue, so the
+    recording starts on the session's first keyframe.
+    """
 
     def __init__(
         self,
         path: Path,
+        executable: str,
         counters: MediaCounters,
         *,
         on_error: Callable[[str], None],
         max_queue: int = 120,
     ) -> None:
         self.path = path
+        self._executable = executable
         self._counters = counters
         self._on_error = on_error
         self._queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue(max_queue)
         self._process: asyncio.subprocess.Process | None = None
-        self._writer: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._first_pts: int | None = None
@@ -127,9 +134,10 @@ class Recorder:
         self._failed = False
         self._closed = False
         self._reported = False
+        self._writer: asyncio.Task[None] = asyncio.ensure_future(self._run())
 
     @classmethod
-    async def start(
+    def open(
         cls,
         requested: Path,
         counters: MediaCounters,
@@ -137,39 +145,13 @@ class Recorder:
         on_error: Callable[[str], None],
         ffmpeg: str | None = None,
     ) -> Recorder:
-        """Reserve the file and start ffmpeg; raise :class:`RecorderError` if either fails."""
+        """Find ffmpeg, reserve the file and start recording; needs a running event loop."""
         executable = ffmpeg or find_ffmpeg()
-        path = reserve_path(requested)
-        recorder = cls(path, counters, on_error=on_error)
-        try:
-            recorder._process = await asyncio.create_subprocess_exec(
-                executable, "-hide_banner", "-nostats", "-loglevel", "error",
-                # The IVF header says all there is to know: no probing, so that
-                # output starts with the first frames (and survives a crash).
-                "-probesize", "32", "-analyzeduration", "0",
-                "-f", "ivf", "-i", "pipe:0", "-c", "copy",
-                # Write each frame through, in WebM/Matroska clusters of at most 1 s,
-                # so that a killed ffmpeg leaves a file that plays up to its last second.
-                "-flush_packets", "1", "-cluster_time_limit", "1000",
-                "-y", str(path),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            path.unlink(missing_ok=True)
-            raise RecorderError(
-                f"Could not start ffmpeg ({executable}): {exc.strerror or exc}. Install ffmpeg "
-                "or set ECHO_WIDGET_FFMPEG to a working ffmpeg; the echo still works."
-            ) from exc
-        recorder._writer = asyncio.ensure_future(recorder._write_loop())
-        recorder._watcher = asyncio.ensure_future(recorder._watch_process())
-        return recorder
+        return cls(reserve_path(requested), executable, counters, on_error=on_error)
 
     @property
     def pid(self) -> int | None:
-        """The ffmpeg process id, while it runs."""
+        """The ffmpeg process id, once started."""
         return self._process.pid if self._process is not None else None
 
     def push(self, frame: EncodedFrame) -> bool:
@@ -208,10 +190,33 @@ class Recorder:
             return False
         return True
 
-    async def _write_loop(self) -> None:
-        assert self._process is not None
-        assert self._process.stdin is not None
+    async def _run(self) -> None:
+        """Start ffmpeg, then write what is queued until the end marker."""
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                self._executable, "-hide_banner", "-nostats", "-loglevel", "error",
+                # The IVF header says all there is to know: no probing, so that
+                # output starts with the first frames (and survives a crash).
+                "-probesize", "32", "-analyzeduration", "0",
+                "-f", "ivf", "-i", "pipe:0", "-c", "copy",
+                # Write each frame through, in WebM/Matroska clusters of at most 1 s,
+                # so that a killed ffmpeg leaves a file that plays up to its last second.
+                "-flush_packets", "1", "-cluster_time_limit", "1000",
+                "-y", str(self.path),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._failed = True
+            self._report(f"Could not start ffmpeg ({self._executable}): {exc.strerror or exc}. "
+                         "Install ffmpeg or set ECHO_WIDGET_FFMPEG to a working ffmpeg; the "
+                         "echo still works.")
+            return
+        self._watcher = asyncio.ensure_future(self._watch_process())
         stdin = self._process.stdin
+        assert stdin is not None
         try:
             while (item := await self._queue.get()) is not None:
                 chunk, is_frame = item
@@ -249,37 +254,36 @@ class Recorder:
     async def aclose(self) -> Path | None:
         """Finalize: flush, close ffmpeg's stdin, wait for it to exit.
 
-        Returns the file's path if it holds a valid recording, else None (an
-        empty reservation is removed).
+        Returns the file's path if it holds a recording, else None (an empty
+        reservation is removed).
         """
         if self._closed:
             return None
         self._closed = True
-        process, writer = self._process, self._writer
-        assert process is not None
-        assert writer is not None
+        writer = self._writer
         if not writer.done():
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
-            if self._queue.full():  # make room for the end marker: drop the newest frames
+            if self._queue.full():  # make room for the end marker: drop the newest frame
                 self._queue.get_nowait()
-                self._queue.put_nowait(None)
+            self._queue.put_nowait(None)
+        code: int | None = None
         try:
             await asyncio.wait_for(asyncio.shield(writer), _FFMPEG_EXIT_TIMEOUT)
-            code = await asyncio.wait_for(process.wait(), _FFMPEG_EXIT_TIMEOUT)
+            if self._process is not None:
+                code = await asyncio.wait_for(self._process.wait(), _FFMPEG_EXIT_TIMEOUT)
         except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            code = await process.wait()
             writer.cancel()
+            if self._process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+                code = await self._process.wait()
             self._report(f"ffmpeg did not finish {self.path} in time and was stopped; "
                          "the file may be incomplete.")
         finally:
-            if self._watcher is not None:
-                await self._watcher
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-        if self._first_pts is None:
+            if self._watcher is not None:
+                await self._watcher
+        if self._first_pts is None or self._process is None:
             self.path.unlink(missing_ok=True)  # nothing was recorded
             return None
         if code != 0 and not self._reported:

@@ -49,7 +49,7 @@ class SessionConfig:
 
     ice_servers: list[RTCIceServer] = field(default_factory=list)
     record_to: Path | None = None
-    media_timeout: float = 5.0
+    media_timeout: float = 3.5
     """Seconds without video from a connected browser before the session is closed."""
     connect_timeout: float = 30.0
     """Seconds for the connection to come up before the session fails."""
@@ -153,6 +153,7 @@ class EchoSession:
             if codec.mimeType.lower() in ("video/vp8", "video/rtx")
         ])
         tap_receiver(echo.receiver, self.forwarder)
+        self._open_recorder()
         pc.addTrack(self.forwarder.track)
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)
         await pc.setLocalDescription(await pc.createAnswer())
@@ -167,7 +168,7 @@ class EchoSession:
                 self._set_state(item.state, item.message)
                 return
             if isinstance(item, _Connected):
-                await self._on_connected()
+                self._on_connected()
             else:
                 try:
                     await self._pc.addIceCandidate(item)
@@ -175,15 +176,18 @@ class EchoSession:
                     logger.warning("session %s: ICE candidate not added: %r", self.id, exc)
                     self._send(protocol.error(self.id, f"ICE candidate not added: {exc}."))
 
-    async def _on_connected(self) -> None:
+    def _on_connected(self) -> None:
         loop = asyncio.get_running_loop()
         self._connected_at = loop.time()
         self._set_state("connected")
         self.forwarder.request_keyframe()  # start the echo without waiting for one
+
+    def _open_recorder(self) -> None:
+        """Start recording before media flows, so the first keyframe is in the file."""
         if self._config.record_to is None:
             return
         try:
-            self.forwarder.recorder = await Recorder.start(
+            self.forwarder.recorder = Recorder.open(
                 self._config.record_to, self._counters,
                 on_error=lambda message: self._on_error(self, message),
             )

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 ICE_SERVERS_ENV = "ECHO_WIDGET_ICE_SERVERS"
 STATS_INTERVAL = 1.0
+DEFAULT_MAX_SESSIONS = 8
 
 
 def _static_file(name: str) -> Path:
@@ -114,12 +115,17 @@ class EchoWidget(anywidget.AnyWidget):
         *,
         record_to: str | os.PathLike[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
         **kwargs: Any,
     ) -> None:
+        """See the class docstring; ``max_sessions`` caps live sessions (views) at once."""
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
         servers = ice_servers_from_env() if ice_servers is None else check_ice_servers(
             ice_servers)
         super().__init__(ice_servers=servers, **kwargs)
         self.record_to: Path | None = None if record_to is None else Path(record_to).absolute()
+        self.max_sessions = max_sessions
         self._counters = MediaCounters()
         self._sessions: dict[str, EchoSession] = {}
         """Live sessions by id."""
@@ -180,6 +186,10 @@ class EchoWidget(anywidget.AnyWidget):
                 raise protocol.ProtocolError(
                     "This session already has an offer; open a new session to reconnect.",
                     message.session)
+            if len(self._sessions) >= self.max_sessions:
+                raise protocol.ProtocolError(
+                    f"This widget already has {self.max_sessions} live sessions (views). Close "
+                    "some views, or make it with EchoWidget(max_sessions=...).", message.session)
             self._start_session(message)
             return
         if session is None:

@@ -6,13 +6,15 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from echo_widget import EchoWidget
@@ -114,15 +116,58 @@ class Signaling:
         return [m for m in self.sent if m.get("session") == session]
 
 
-class EchoClient:
-    """A browser stand-in: an aiortc peer that sends a VP8 file and captures the echo, encoded."""
+class PacedTrack(MediaStreamTrack):
+    """A pre-encoded clip's packets at 30 fps, with pts that keep increasing across loops.
 
-    def __init__(self, signaling: Signaling, clip: Path, session: str) -> None:
+    aiortc's MediaPlayer paces packets by their pts, which restart when it loops a clip:
+    after the first loop it would send in bursts. This track paces by frame count and
+    stamps its own pts; ``on_sent(data)`` is called as each frame goes to the sender.
+    """
+
+    kind = "video"
+
+    def __init__(self, inner: MediaStreamTrack,
+                 on_sent: Callable[[bytes], None] | None = None) -> None:
+        super().__init__()
+        self.inner, self.on_sent = inner, on_sent
+        self.count = 0
+        self.start: float | None = None
+
+    async def recv(self) -> Any:
+        packet = await self.inner.recv()
+        loop = asyncio.get_running_loop()
+        if self.start is None:
+            self.start = loop.time()
+        due = self.start + self.count / 30
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        packet.pts = self.count * 3000
+        packet.time_base = Fraction(1, 90000)
+        self.count += 1
+        if self.on_sent is not None:
+            self.on_sent(bytes(packet))
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.inner.stop()
+
+
+class EchoClient:
+    """A browser stand-in: an aiortc peer that sends a VP8 file and captures the echo, encoded.
+
+    With ``loop=True`` it sends the clip over and over until closed.
+    """
+
+    def __init__(self, signaling: Signaling, clip: Path, session: str, *,
+                 loop: bool = False) -> None:
         self.signaling = signaling
         self.session = session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.player = MediaPlayer(str(clip), decode=False)
-        self.transceiver = self.pc.addTransceiver(self.player.video, direction="sendrecv")
+        self.player = MediaPlayer(str(clip), decode=False, loop=loop)
+        assert self.player.video is not None
+        self.track = PacedTrack(self.player.video)
+        self.transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.transceiver.setCodecPreferences([
             c for c in RTCRtpSender.getCapabilities("video").codecs
             if c.mimeType.lower() in ("video/vp8", "video/rtx")
@@ -163,8 +208,7 @@ class EchoClient:
         if bye:
             self.signaling.deliver({"type": "bye", "session": self.session})
         await self.pc.close()
-        if self.player.video is not None:
-            self.player.video.stop()
+        self.track.stop()
 
 
 async def wait_until(condition: Any, timeout: float, what: str) -> None:

@@ -54,7 +54,7 @@ async def test_recording_starts_on_a_keyframe_and_keeps_every_frame(
         tmp_path: Path, vp8_clip: Path) -> None:
     counters = MediaCounters()
     errors: list[str] = []
-    recorder = await Recorder.start(tmp_path / "rec.webm", counters, on_error=errors.append)
+    recorder = Recorder.open(tmp_path / "rec.webm", counters, on_error=errors.append)
     frames = frames_of(vp8_clip)
     first_key = next(i for i, f in enumerate(frames) if f.keyframe and i > 0)
     for frame in frames[first_key - 3:]:  # three delta frames before a keyframe
@@ -105,7 +105,7 @@ async def test_imageio_ffmpeg_records_too(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, vp8_clip: Path) -> None:
     monkeypatch.setenv("ECHO_WIDGET_FFMPEG", imageio_ffmpeg.get_ffmpeg_exe())
     counters = MediaCounters()
-    recorder = await Recorder.start(tmp_path / "rec.webm", counters, on_error=pytest.fail)
+    recorder = Recorder.open(tmp_path / "rec.webm", counters, on_error=pytest.fail)
     for frame in frames_of(vp8_clip):
         recorder.push(frame)
         await asyncio.sleep(0)
@@ -115,15 +115,18 @@ async def test_imageio_ffmpeg_records_too(
 
 
 async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RecorderError, match="Could not start ffmpeg"):
-        await Recorder.start(tmp_path / "rec.webm", MediaCounters(), on_error=pytest.fail,
+    errors: list[str] = []
+    recorder = Recorder.open(tmp_path / "rec.webm", MediaCounters(), on_error=errors.append,
                              ffmpeg=str(tmp_path / "no-such-ffmpeg"))
+    assert await recorder.aclose() is None
+    assert len(errors) == 1
+    assert "Could not start ffmpeg" in errors[0]
     assert list(tmp_path.iterdir()) == [], "the reserved file is removed"
 
 
 async def test_an_unknown_container_is_reported(tmp_path: Path, vp8_clip: Path) -> None:
     errors: list[str] = []
-    recorder = await Recorder.start(tmp_path / "rec.unknownext", MediaCounters(),
+    recorder = Recorder.open(tmp_path / "rec.unknownext", MediaCounters(),
                                     on_error=errors.append)
     for frame in frames_of(vp8_clip)[:10]:
         recorder.push(frame)
@@ -136,7 +139,7 @@ async def test_ffmpeg_killed_mid_recording_keeps_what_was_recorded(
         tmp_path: Path, vp8_clip: Path) -> None:
     errors: list[str] = []
     counters = MediaCounters()
-    recorder = await Recorder.start(tmp_path / "rec.mkv", counters, on_error=errors.append)
+    recorder = Recorder.open(tmp_path / "rec.mkv", counters, on_error=errors.append)
     frames = frames_of(vp8_clip)
     for frame in frames[:60]:
         recorder.push(frame)
