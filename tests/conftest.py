@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from echo_widget import EchoWidget
@@ -117,24 +117,35 @@ class Signaling:
 
 
 class PacedTrack(MediaStreamTrack):
-    """A pre-encoded clip's packets at 30 fps, with pts that keep increasing across loops.
+    """A pre-encoded clip, sent with ``MediaPlayer(decode=False)`` at 30 fps, over and over.
 
-    aiortc's MediaPlayer paces packets by their pts, which restart when it loops a clip:
-    after the first loop it would send in bursts. This track paces by frame count and
-    stamps its own pts; ``on_sent(data)`` is called as each frame goes to the sender.
+    MediaPlayer's own ``loop=True`` restarts pts at each loop; it then paces by nothing and
+    reads ahead without bound (gigabytes in seconds). So each pass gets a fresh player, and
+    this track paces by frame count and stamps pts that keep increasing. ``on_sent(data)``
+    is called as each frame goes to the sender.
     """
 
     kind = "video"
 
-    def __init__(self, inner: MediaStreamTrack,
+    def __init__(self, clip: Path, *, loop: bool = False,
                  on_sent: Callable[[bytes], None] | None = None) -> None:
         super().__init__()
-        self.inner, self.on_sent = inner, on_sent
+        self.clip, self.loop, self.on_sent = clip, loop, on_sent
+        self.player = MediaPlayer(str(clip), decode=False)
         self.count = 0
         self.start: float | None = None
 
     async def recv(self) -> Any:
-        packet = await self.inner.recv()
+        while True:
+            assert self.player.video is not None
+            try:
+                packet = await self.player.video.recv()
+                break
+            except MediaStreamError:
+                if not self.loop or self.readyState != "live":
+                    raise
+                self.player.video.stop()
+                self.player = MediaPlayer(str(self.clip), decode=False)
         loop = asyncio.get_running_loop()
         if self.start is None:
             self.start = loop.time()
@@ -150,7 +161,8 @@ class PacedTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        self.inner.stop()
+        if self.player.video is not None:
+            self.player.video.stop()
 
 
 class EchoClient:
@@ -164,9 +176,7 @@ class EchoClient:
         self.signaling = signaling
         self.session = session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.player = MediaPlayer(str(clip), decode=False, loop=loop)
-        assert self.player.video is not None
-        self.track = PacedTrack(self.player.video)
+        self.track = PacedTrack(clip, loop=loop)
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.transceiver.setCodecPreferences([
             c for c in RTCRtpSender.getCapabilities("video").codecs

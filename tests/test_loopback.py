@@ -128,7 +128,7 @@ async def test_client_vanishing_without_bye_is_noticed(vp8_clip: Path, tmp_path:
     client = EchoClient(signaling, vp8_clip, "gone")
     await client.connect()
     await wait_until(lambda: len(client.echoed) > 30, 10, "echo")
-    client.player.video.stop()  # the camera stops sending; no bye, peer still open
+    client.track.player.video.stop()  # the camera stops sending; no bye, peer still open
     loop = asyncio.get_running_loop()
     stopped = loop.time()
     await wait_until(lambda: widget.status == "closed", 10, "session closed by the watchdog")
