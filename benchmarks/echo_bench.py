@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +36,38 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------- server
 
 
-async def serve(mode: str, port_file: Path, record_dir: Path) -> None:
-    """Accept one signaling connection and echo every session offered on it."""
+async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> None:
+    """Accept ``clients`` signaling connections; echo every session offered on them."""
     from echo_widget import EchoWidget  # imported before any offer, as in a notebook
 
-    done = asyncio.Event()
+    writers: dict[str, asyncio.StreamWriter] = {}
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        def send(content: dict[str, Any], buffers: Any = None) -> None:
+    def send(content: dict[str, Any], buffers: Any = None) -> None:
+        writer = writers.get(content.get("session") or "")
+        if writer is not None:
             writer.write(json.dumps(content).encode() + b"\n")
 
-        if mode == "relay":
-            backend: Any = RelayEcho(send)
-        else:
-            widget = EchoWidget(ice_servers=[], record_to=(
-                record_dir / "rec.webm" if mode == "forward+rec" else None))
-            widget.send = send  # type: ignore[method-assign]
-            backend = widget
+    backend: Any
+    if mode == "relay":
+        backend = RelayEcho(send)
+    else:
+        backend = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
+            record_dir / "rec.webm" if mode == "forward+rec" else None))
+        backend.send = send
+    finished = asyncio.Semaphore(0)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
-            backend._handle_custom_msg(json.loads(line), [])
-        await backend.aclose()
-        writer.close()
-        done.set()
+            message = json.loads(line)
+            writers[message["session"]] = writer
+            backend._handle_custom_msg(message, [])
+        finished.release()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
-    await done.wait()
+    for _ in range(clients):
+        await finished.acquire()
+    await backend.aclose()
     server.close()
 
 
@@ -101,14 +106,15 @@ class RelayEcho:
 # --------------------------------------------------------------------------- client
 
 
-async def client(port: int, streams: int, clip: Path, window: float) -> dict[str, Any]:
-    """N peers: connect, wait until all echo, measure for ``window`` seconds, report."""
+async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, Any]:
+    """N peers: connect, wait until all echo, measure until told to stop, report raw numbers."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-    from aiortc.contrib.media import MediaPlayer
-    from aiortc.mediastreams import MediaStreamTrack
 
     from echo_widget._aiortc_compat import tap_receiver
     from echo_widget.vp8 import FrameAssembler
+
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import PacedTrack  # MediaPlayer(decode=False), paced, looped
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answers: dict[str, asyncio.Future[str]] = {}
@@ -122,43 +128,12 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
 
     reading = asyncio.ensure_future(read_answers())
 
-    class TimedTrack(MediaStreamTrack):
-        """The clip's packets at 30 fps, noting when each frame goes to the sender.
-
-        aiortc's MediaPlayer paces packets by their pts, which restart when it loops
-        the clip: after the first loop it would send in bursts. So this track paces by
-        frame count and stamps monotonic pts itself.
-        """
-
-        kind = "video"
-
-        def __init__(self, inner: MediaStreamTrack, sent: dict[bytes, float]) -> None:
-            super().__init__()
-            self.inner, self.sent = inner, sent
-            self.count = 0
-            self.start: float | None = None
-
-        async def recv(self) -> Any:
-            packet = await self.inner.recv()
-            now = time.perf_counter()
-            if self.start is None:
-                self.start = now
-            due = self.start + self.count / 30
-            if due > now:
-                await asyncio.sleep(due - now)
-            packet.pts = self.count * 3000
-            packet.time_base = Fraction(1, 90000)
-            self.count += 1
-            self.sent[hashlib.blake2b(bytes(packet), digest_size=8).digest()] = time.perf_counter()
-            return packet
-
     class Peer:
         def __init__(self, index: int) -> None:
-            self.session = f"bench-{index}"
+            self.session = f"bench-{prefix}-{index}"
             self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            self.player = MediaPlayer(str(clip), decode=False, loop=True)
             self.sent: dict[bytes, float] = {}
-            self.track = TimedTrack(self.player.video, self.sent)
+            self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
             transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
             transceiver.setCodecPreferences([
                 c for c in RTCRtpSender.getCapabilities("video").codecs
@@ -170,6 +145,9 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
             self.answered_in = 0.0
             self.assembler = FrameAssembler(self.on_frame, lambda: None)
             tap_receiver(transceiver.receiver, self)
+
+        def on_sent(self, data: bytes) -> None:
+            self.sent[hashlib.blake2b(data, digest_size=8).digest()] = time.perf_counter()
 
         def on_rtp(self, packet: Any, data: bytes) -> bool:
             self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
@@ -207,25 +185,20 @@ async def client(port: int, streams: int, clip: Path, window: float) -> dict[str
     await loop.run_in_executor(None, sys.stdin.readline)  # the orchestrator says STOP
     elapsed = time.perf_counter() - start
     fps = [(len(p.frames) - m[0]) / elapsed for p, m in zip(peers, marks, strict=True)]
-    latencies = sorted(x for p, m in zip(peers, marks, strict=True) for x in p.latencies[m[1]:])
-    firsts = sorted(p.first_frame for p in peers if p.first_frame is not None)
+    latencies = [x for p, m in zip(peers, marks, strict=True) for x in p.latencies[m[1]:]]
+    firsts = [p.first_frame for p in peers if p.first_frame is not None]
     for p in peers:
         writer.write(json.dumps({"type": "bye", "session": p.session}).encode() + b"\n")
     await writer.drain()
     await asyncio.gather(*(p.pc.close() for p in peers))
     for p in peers:
-        p.player.video.stop()
+        p.track.stop()
     writer.close()
     reading.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await reading
-    return {
-        "fps_min": min(fps), "fps_median": statistics.median(fps),
-        "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
-        "first_p50": _percentile(firsts, 50), "first_max": max(firsts) if firsts else None,
-        "connected": len(firsts),
-        "answer_p50": _percentile(sorted(p.answered_in for p in peers), 50),
-    }
+    return {"fps": fps, "latencies": latencies, "firsts": firsts,
+            "answers": [p.answered_in for p in peers]}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -259,45 +232,62 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_one(mode: str, streams: int, clip: Path, window: float, work: Path) -> dict[str, Any]:
+def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
+            client_procs: int) -> dict[str, Any]:
     port_file = work / f"port-{mode}-{streams}"
     record_dir = work / f"rec-{mode}-{streams}"
     record_dir.mkdir()
     me = [sys.executable, __file__]
+    procs = max(1, min(client_procs, streams))
     server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
-                               "--record-dir", str(record_dir)])
+                               "--record-dir", str(record_dir), "--clients", str(procs)])
+    clients: list[subprocess.Popen[str]] = []
     try:
         while not port_file.exists() or not port_file.read_text():
             if server.poll() is not None:
                 raise RuntimeError("the server process died")
             time.sleep(0.05)
-        client_proc = subprocess.Popen(
-            [*me, "--client", str(streams), "--port", port_file.read_text(), "--clip", str(clip),
-             "--seconds", str(window)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert client_proc.stdout is not None
-        assert client_proc.stdin is not None
-        line = client_proc.stdout.readline()
-        if line.strip() != "READY":
-            raise RuntimeError(f"the client did not get ready: {line!r}")
+        shares = [streams // procs + (i < streams % procs) for i in range(procs)]
+        for i, share in enumerate(shares):
+            clients.append(subprocess.Popen(
+                [*me, "--client", str(share), "--port", port_file.read_text(),
+                 "--clip", str(clip), "--prefix", str(i)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for proc in clients:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"a client did not get ready: {line!r}")
         cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
         time.sleep(window)
         cpu1, t1 = _cpu_seconds(server.pid), time.perf_counter()
         rss = _rss_mb(server.pid)
-        client_proc.stdin.write("STOP\n")
-        client_proc.stdin.flush()
-        result: dict[str, Any] = json.loads(client_proc.stdout.readline())
-        client_proc.wait(60)
+        for proc in clients:
+            assert proc.stdin is not None
+            proc.stdin.write("STOP\n")
+            proc.stdin.flush()
+        parts = []
+        for proc in clients:
+            assert proc.stdout is not None
+            parts.append(json.loads(proc.stdout.readline()))
+            proc.wait(60)
         server.wait(60)
     finally:
-        for process in (server,):
+        for process in (server, *clients):
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    fps = [x for part in parts for x in part["fps"]]
+    latencies = sorted(x for part in parts for x in part["latencies"])
+    firsts = sorted(x for part in parts for x in part["firsts"])
+    answers = sorted(x for part in parts for x in part["answers"])
     cpu_percent = 100 * (cpu1 - cpu0) / (t1 - t0)
-    result.update(mode=mode, streams=streams, cpu_total=cpu_percent,
-                  cpu_per_stream=cpu_percent / streams, rss_mb=rss)
-    return result
+    return {"mode": mode, "streams": streams, "cpu_total": cpu_percent,
+            "cpu_per_stream": cpu_percent / streams, "rss_mb": rss,
+            "fps_min": min(fps), "fps_median": statistics.median(fps),
+            "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
+            "first_p50": _percentile(firsts, 50), "first_max": firsts[-1] if firsts else None,
+            "answer_p50": _percentile(answers, 50), "connected": len(firsts)}
 
 
 def make_clip(path: Path) -> Path:
@@ -344,18 +334,22 @@ def main() -> None:
     parser.add_argument("--modes", default="forward,forward+rec,relay")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady measuring window")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--client-procs", type=int, default=2,
+                        help="client processes the N peers are split over")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--record-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", default="0", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.port_file, args.record_dir))
+        asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients))
         return
     if args.client:
-        result = asyncio.run(client(args.port, args.client, args.clip, args.seconds))
+        result = asyncio.run(client(args.port, args.client, args.clip, args.prefix))
         print(json.dumps(result), flush=True)
         return
     if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
@@ -368,11 +362,11 @@ def main() -> None:
         for mode in args.modes.split(","):
             counts = args.relay_streams if mode == "relay" else args.streams
             for streams in map(int, counts.split(",")):
-                result = run_one(mode, streams, clip, args.seconds, work)
+                result = run_one(mode, streams, clip, args.seconds, work, args.client_procs)
                 print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
                 results.append(result)
         print(f"\nmachine: {os.cpu_count()} cores; window {args.seconds:g} s; "
-              "720p30 VP8 1.5 Mb/s per stream\n")
+              f"720p30 VP8 1.5 Mb/s per stream; {args.client_procs} client processes\n")
         print_table(results)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
