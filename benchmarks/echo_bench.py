@@ -210,9 +210,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- orchestrator
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU time of a process and of its living children (ffmpeg), in seconds."""
-    total = 0.0
+    own = children = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -220,9 +220,12 @@ def _cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if int(entry.name) == pid:
+            own += seconds
+        elif int(fields[1]) == pid:
+            children += seconds
+    return own, children
 
 
 def _rss_mb(pid: int) -> float:
@@ -258,9 +261,9 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             line = proc.stdout.readline()
             if line.strip() != "READY":
                 raise RuntimeError(f"a client did not get ready: {line!r}")
-        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
+        (own0, kids0), t0 = _cpu_seconds(server.pid), time.perf_counter()
         time.sleep(window)
-        cpu1, t1 = _cpu_seconds(server.pid), time.perf_counter()
+        (own1, kids1), t1 = _cpu_seconds(server.pid), time.perf_counter()
         rss = _rss_mb(server.pid)
         for proc in clients:
             assert proc.stdin is not None
@@ -281,8 +284,10 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
     latencies = sorted(x for part in parts for x in part["latencies"])
     firsts = sorted(x for part in parts for x in part["firsts"])
     answers = sorted(x for part in parts for x in part["answers"])
-    cpu_percent = 100 * (cpu1 - cpu0) / (t1 - t0)
+    cpu_percent = 100 * (own1 - own0 + kids1 - kids0) / (t1 - t0)
+    ffmpeg_percent = 100 * (kids1 - kids0) / (t1 - t0)
     return {"mode": mode, "streams": streams, "cpu_total": cpu_percent,
+            "cpu_ffmpeg": ffmpeg_percent,
             "cpu_per_stream": cpu_percent / streams, "rss_mb": rss,
             "fps_min": min(fps), "fps_median": statistics.median(fps),
             "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
@@ -303,13 +308,14 @@ def _ms(value: float | None) -> str:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    header = ("mode", "N", "CPU %/stream", "CPU % total", "fps min", "fps med",
+    header = ("mode", "N", "CPU %/stream", "CPU % total", "of it ffmpeg", "fps min", "fps med",
               "lat p50 ms", "lat p99 ms", "answer p50 ms", "first p50 ms", "first max ms",
               "RSS MB")
     rows = [header]
     for r in results:
         rows.append((r["mode"], str(r["streams"]), f"{r['cpu_per_stream']:.2f}",
-                     f"{r['cpu_total']:.1f}", f"{r['fps_min']:.1f}", f"{r['fps_median']:.1f}",
+                     f"{r['cpu_total']:.1f}", f"{r['cpu_ffmpeg']:.1f}", f"{r['fps_min']:.1f}",
+                     f"{r['fps_median']:.1f}",
                      _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
                      _ms(r["first_p50"]),
                      _ms(r["first_max"]), f"{r['rss_mb']:.0f}"))
@@ -320,11 +326,16 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     relay = {r["streams"]: r for r in results if r["mode"] == "relay"}
     forward = {r["streams"]: r for r in results if r["mode"] == "forward"}
+    recording = {r["streams"]: r for r in results if r["mode"] == "forward+rec"}
     if relay and forward:
         base = relay[min(relay)]
         best = forward[max(forward)]
         print(f"\nrelay CPU/stream at N={base['streams']} / forward CPU/stream at "
               f"N={best['streams']}: {base['cpu_per_stream'] / best['cpu_per_stream']:.1f}x")
+    for n in sorted(set(forward) & set(recording)):
+        added = recording[n]["cpu_total"] / forward[n]["cpu_total"] - 1
+        print(f"recording adds at N={n}: {100 * added:+.0f}% server CPU "
+              f"(ffmpeg processes: {recording[n]['cpu_ffmpeg']:.1f}% of a core)")
 
 
 def main() -> None:

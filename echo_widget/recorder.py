@@ -191,7 +191,15 @@ class Recorder:
         return True
 
     async def _run(self) -> None:
-        """Start ffmpeg, then write what is queued until the end marker."""
+        """Start ffmpeg once there is something to record, then write until the end marker.
+
+        Waiting for the first frame keeps ffmpeg's start-up off the critical path of a new
+        session (its answer and first echoed frame) and spares an ffmpeg for sessions that
+        never send video.
+        """
+        first = await self._queue.get()
+        if first is None:
+            return
         try:
             self._process = await asyncio.create_subprocess_exec(
                 self._executable, "-hide_banner", "-nostats", "-loglevel", "error",
@@ -199,8 +207,9 @@ class Recorder:
                 # output starts with the first frames (and survives a crash).
                 "-probesize", "32", "-analyzeduration", "0",
                 "-f", "ivf", "-i", "pipe:0", "-c", "copy",
-                # Write each frame through, in WebM/Matroska clusters of at most 1 s,
-                # so that a killed ffmpeg leaves a file that plays up to its last second.
+                # Write each frame through, in WebM/Matroska clusters of at most 1 s, so
+                # that a killed ffmpeg leaves a file that plays up to its last frames
+                # (without -flush_packets nothing reaches the file for seconds).
                 "-flush_packets", "1", "-cluster_time_limit", "1000",
                 "-y", str(self.path),
                 stdin=asyncio.subprocess.PIPE,
@@ -217,12 +226,14 @@ class Recorder:
         self._watcher = asyncio.ensure_future(self._watch_process())
         stdin = self._process.stdin
         assert stdin is not None
+        item: tuple[bytes, bool] | None = first
         try:
-            while (item := await self._queue.get()) is not None:
+            while item is not None:
                 chunk, is_frame = item
                 stdin.write(chunk)
                 await stdin.drain()
                 self._counters.frames_recorded += is_frame
+                item = await self._queue.get()
         except (BrokenPipeError, ConnectionResetError):
             self._failed = True  # ffmpeg is gone: _watch_process says why
         finally:

@@ -114,10 +114,15 @@ async def test_imageio_ffmpeg_records_too(
     assert int(ffprobe_video(path)["nb_read_packets"]) == counters.frames_recorded > 0
 
 
-async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path) -> None:
+async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path, vp8_clip: Path) -> None:
     errors: list[str] = []
     recorder = Recorder.open(tmp_path / "rec.webm", MediaCounters(), on_error=errors.append,
                              ffmpeg=str(tmp_path / "no-such-ffmpeg"))
+    await asyncio.sleep(0.1)
+    assert errors == [], "ffmpeg starts with the first frame, not before"
+    recorder.push(frames_of(vp8_clip)[0])
+    await asyncio.sleep(0.1)
+    assert recorder.push(frames_of(vp8_clip)[1]), "after the failure it asks for nothing"
     assert await recorder.aclose() is None
     assert len(errors) == 1
     assert "Could not start ffmpeg" in errors[0]
