@@ -62,6 +62,8 @@ def test_two_views_echo_at_once_and_rerunning_tears_them_down(
     assert old["sessions"] == 0, state
     assert sorted(old["recordings"]) == [str(lab.root / "two-1.webm"), str(lab.root / "two.webm")]
     wait_for_status(page, "connected", count=2)
+    assert_playing(page, 0)
+    assert_playing(page, 1)
     new = kernel_json(kernel, STATE)[1]
     assert new["sessions"] == 2
     # closing every widget from a cell while its sessions are live finalizes everything
