@@ -132,7 +132,7 @@ async def test_client_vanishing_without_bye_is_noticed(vp8_clip: Path, tmp_path:
     loop = asyncio.get_running_loop()
     stopped = loop.time()
     await wait_until(lambda: widget.status == "closed", 10, "session closed by the watchdog")
-    assert loop.time() - stopped < 7
+    assert loop.time() - stopped < 5
     assert "no video" in widget.error
     await widget.aclose()
     assert len(widget.recordings) == 1

@@ -494,3 +494,41 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
     assert echo_tasks() == []
     for path in widget.recordings[:: max(1, SOAK_CYCLES // 5)]:
         assert decode_errors(Path(path)) == ""
+
+
+@pytest.mark.parametrize("now", [False, True], ids=["shutdown", "killed"])
+def test_kernel_shutdown_with_a_live_session_finalizes_the_recording(
+        vp8_clip: Path, tmp_path: Path, now: bool) -> None:
+    """A real ipykernel streams into a widget, then is shut down (or killed) mid-stream."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        code = textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from pathlib import Path
+            from tests.conftest import EchoClient, Signaling, wait_until
+            from echo_widget import EchoWidget
+            w = EchoWidget(record_to="kernel.webm", ice_servers=[])
+            peer = EchoClient(Signaling(w), Path({str(vp8_clip)!r}), "k", loop=True)
+            await peer.connect()
+            await wait_until(lambda: w.stats["frames_recorded"] > 30, 15, "recording")
+            print("STREAMING")
+        """)
+        printed: list[str] = []
+        reply = client.execute_interactive(
+            code, timeout=60, output_hook=lambda m: printed.append(
+                m["content"].get("text", "") + m["content"].get("evalue", "")))
+        assert reply["content"]["status"] == "ok", "".join(printed)
+        assert "STREAMING" in "".join(printed)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=now)
+    deadline = time.monotonic() + 15
+    while _ffmpeg_for(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _ffmpeg_for(tmp_path), "ffmpeg still runs after the kernel ended"
+    recording = tmp_path / "kernel.webm"
+    assert int(ffprobe_video(recording)["nb_read_packets"]) > 30
+    assert decode_errors(recording) == ""
