@@ -20,6 +20,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceCandidate,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -48,6 +49,8 @@ class SessionConfig:
     """What a widget hands each of its sessions."""
 
     ice_servers: list[RTCIceServer] = field(default_factory=list)
+    relay_only: bool = False
+    """Use only TURN relay candidates (``ice_transport_policy="relay"``)."""
     record_to: Path | None = None
     media_timeout: float = 3.5
     """Seconds without video from a connected browser before the session is closed."""
@@ -140,7 +143,10 @@ class EchoSession:
 
     async def _negotiate(self) -> None:
         _check_offer(self._offer_sdp, self.id)
-        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=self._config.ice_servers))
+        relay_only = self._config.relay_only
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        pc = self._pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=self._config.ice_servers, iceTransportPolicy=policy))
         pc.on("connectionstatechange", self._on_connection_state)
         await pc.setRemoteDescription(RTCSessionDescription(self._offer_sdp, "offer"))
         video = [t for t in pc.getTransceivers() if t.kind == "video"]

@@ -27,6 +27,7 @@ from .session import EchoSession, SessionConfig
 logger = logging.getLogger(__name__)
 
 ICE_SERVERS_ENV = "ECHO_WIDGET_ICE_SERVERS"
+ICE_POLICY_ENV = "ECHO_WIDGET_ICE_TRANSPORT_POLICY"
 STATS_INTERVAL = 1.0
 DEFAULT_MAX_SESSIONS = 8
 
@@ -79,6 +80,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def _urls(server: dict[str, Any]) -> list[str]:
+    urls = server.get("urls", [])
+    return [urls] if isinstance(urls, str) else list(urls)
+
+
 def _to_rtc(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
     return [RTCIceServer(urls=s["urls"], username=s.get("username"),
                          credential=s.get("credential")) for s in servers]
@@ -109,6 +115,9 @@ class EchoWidget(anywidget.AnyWidget):
     ice_servers = traitlets.List(
         traitlets.Dict(), help="RTCIceServer dicts used by the browser and the kernel."
     ).tag(sync=True)
+    ice_transport_policy = traitlets.Enum(
+        ["all", "relay"], "all", help="'relay' forces both peers through the TURN server."
+    ).tag(sync=True)
 
     def __init__(
         self,
@@ -116,6 +125,7 @@ class EchoWidget(anywidget.AnyWidget):
         record_to: str | os.PathLike[str] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        ice_transport_policy: str | None = None,
         **kwargs: Any,
     ) -> None:
         """See the class docstring; ``max_sessions`` caps live sessions (views) at once."""
@@ -123,7 +133,11 @@ class EchoWidget(anywidget.AnyWidget):
             raise ValueError("max_sessions must be at least 1")
         servers = ice_servers_from_env() if ice_servers is None else check_ice_servers(
             ice_servers)
-        super().__init__(ice_servers=servers, **kwargs)
+        policy = ice_transport_policy or os.environ.get(ICE_POLICY_ENV, "all")
+        super().__init__(ice_servers=servers, ice_transport_policy=policy, **kwargs)
+        if self.ice_transport_policy == "relay" and not any(
+                str(u).startswith("turn") for s in self.ice_servers for u in _urls(s)):
+            raise ValueError("ice_transport_policy='relay' needs a TURN server in ice_servers")
         self.record_to: Path | None = None if record_to is None else Path(record_to).absolute()
         self.max_sessions = max_sessions
         self._counters = MediaCounters()
@@ -205,7 +219,8 @@ class EchoWidget(anywidget.AnyWidget):
             raise protocol.ProtocolError(
                 "EchoWidget needs a running asyncio event loop (as in a Jupyter kernel).",
                 offer.session)
-        config = SessionConfig(ice_servers=_to_rtc(self.ice_servers), record_to=self.record_to)
+        config = SessionConfig(ice_servers=_to_rtc(self.ice_servers), record_to=self.record_to,
+                               relay_only=self.ice_transport_policy == "relay")
         session = EchoSession(
             offer.session, offer.sdp, config, self._counters,
             send=self.send, on_state=self._on_session_state,

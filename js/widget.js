@@ -143,7 +143,10 @@ export class EchoView {
       return;
     }
     this.localVideo.srcObject = this.stream;
-    const pc = new RTCPeerConnection({ iceServers: this.model.get("ice_servers") ?? [] });
+    const pc = new RTCPeerConnection({
+      iceServers: this.model.get("ice_servers") ?? [],
+      iceTransportPolicy: this.model.get("ice_transport_policy") === "relay" ? "relay" : "all",
+    });
     this.pc = pc;
     const [track] = this.stream.getVideoTracks();
     const transceiver = pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
@@ -158,7 +161,10 @@ export class EchoView {
     };
     pc.onconnectionstatechange = () => {
       const state = pc.connectionState;
-      if (state === "connected") this.setStatus("connected");
+      if (state === "connected") {
+        this.setStatus("connected");
+        void this.showCandidateTypes();
+      }
       else if (state === "failed") this.fail(TURN_HINT);
       else if (state === "disconnected") this.setStatus("connecting", "connection interrupted…");
     };
@@ -169,6 +175,25 @@ export class EchoView {
       for (const message of this.pendingCandidates.splice(0)) this.send(message);
     } catch (error) {
       this.fail(`Could not create the WebRTC offer: ${String(error)}`);
+    }
+  }
+
+  /** Show which kinds of ICE candidates carry the media (host, srflx, relay). */
+  async showCandidateTypes() {
+    const report = await this.pc?.getStats();
+    if (!report) return;
+    /** @type {Map<string, any>} */
+    const byId = new Map();
+    report.forEach((stat) => byId.set(stat.id, stat));
+    const transport = [...byId.values()].find((s) => s.type === "transport");
+    const pair = byId.get(transport?.selectedCandidatePairId ?? "") ??
+      [...byId.values()].find((s) => s.type === "candidate-pair" && s.nominated);
+    const local = byId.get(pair?.localCandidateId ?? "")?.candidateType;
+    const remote = byId.get(pair?.remoteCandidateId ?? "")?.candidateType;
+    if (!local || !remote) return;
+    this.root.dataset.candidates = `${local}/${remote}`;
+    if (this.root.dataset.status === "connected") {
+      this.setStatus("connected", `via ${local} ↔ kernel ${remote}`);
     }
   }
 
