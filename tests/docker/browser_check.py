@@ -1,0 +1,71 @@
+"""The real-browser echo against the containerized JupyterLab (run by tools/docker-smoke).
+
+Usage (inside the namespace where the container runs with --network host):
+    python tests/docker/browser_check.py URL TOKEN
+Opens the image's own demo notebook in Chromium with a synthetic camera, runs it, and checks
+that both videos play and the kernel in the container forwards frames. Exits non-zero if not.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.ui.conftest import (
+    BASE_ARGS,
+    CHROMIUM,
+    GRANT_CAMERA,
+    assert_playing,
+    open_and_run_all,
+    screenshot,
+    wait_for_status,
+)
+
+
+class ContainerServer:
+    """The container's JupyterLab, as the browser-test helpers expect a server."""
+
+    kind = "lab"
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/workspaces/container/tree/{name}?reset&token={self.token}"
+
+
+def frame_counts(text: str) -> tuple[int, int]:
+    found = re.search(r"received (\d+), forwarded (\d+)", text)
+    assert found, f"no frame counts in {text!r}"
+    return int(found.group(1)), int(found.group(2))
+
+
+def main(url: str, token: str) -> None:
+    server: Any = ContainerServer(url, token)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*BASE_ARGS, GRANT_CAMERA])
+        page = browser.new_context(permissions=["camera"],
+                                   viewport={"width": 1280, "height": 1000}).new_page()
+        open_and_run_all(page, server, "notebooks/echo.ipynb")
+        wait_for_status(page, "connected")
+        assert_playing(page)
+        stats = page.locator(".echo-widget-stats")
+        before = frame_counts(stats.inner_text())
+        page.wait_for_timeout(1500)
+        after = frame_counts(stats.inner_text())
+        assert after[0] > before[0] > 0, (before, after)
+        assert after[1] > before[1] > 0, (before, after)
+        assert page.locator(".echo-widget-error").inner_text() == ""
+        screenshot(page, "container-jupyterlab-echo")
+        page.context.close()  # the tab closes: the session ends, the recording is finalized
+        browser.close()
+    print("browser echo against the container: OK", after)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
