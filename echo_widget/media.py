@@ -21,7 +21,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from .vp8 import VIDEO_CLOCK_RATE, EncodedFrame, FrameAssembler
+from .vp8 import VIDEO_CLOCK_RATE, EncodedFrame, FrameAssembler, keyframe_size
 
 if TYPE_CHECKING:
     from .recorder import Recorder
@@ -45,6 +45,8 @@ class MediaCounters:
     bytes_received: int = 0
     losses: int = 0
     """Gaps in the incoming stream that retransmission did not fill."""
+    bytes_recorded: int = 0
+    """Bytes written to ffmpeg, IVF headers included."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -104,6 +106,8 @@ class MediaForwarder:
         self.recorder: Recorder | None = None
         self.last_packet_at: float | None = None
         """Clock reading at the last packet received, None before the first."""
+        self.frame_size: tuple[int, int] = (0, 0)
+        """Width and height of the video, from its latest keyframe; (0, 0) before one."""
         self._assembler = FrameAssembler(self._on_frame, self._on_loss)
         self._clock = clock
         self._min_pli_interval = min_pli_interval
@@ -147,6 +151,7 @@ class MediaForwarder:
         if frame.keyframe:
             counters.keyframes += 1
             self._keyframe_wanted = False
+            self.frame_size = keyframe_size(frame.data)
         if self._echo_waits_for_keyframe and not frame.keyframe:
             self.request_keyframe()
         elif self.track.push(frame):

@@ -6,11 +6,15 @@ browser -> kernel::
     {"type": "ice", "session": S, "candidate": {"candidate": str, "sdpMid": str | None,
                                                 "sdpMLineIndex": int | None} | None}
     {"type": "bye", "session": S}
+    {"type": "hello", "session": S}        a view started (S: its first session id)
+    {"type": "error", "session": S, "message": str}
+                                           a problem the view met (camera, secure context, ICE)
 
 kernel -> browser::
 
     {"type": "answer", "session": S, "sdp": str}
-    {"type": "error", "session": S | None, "message": str}
+    {"type": "error", "session": S | None, "message": str, "fatal": bool}
+                                           fatal: the session has ended
 
 Every message carries ``session``, an id the JS view makes: each view is its
 own session with its own peer connection.
@@ -27,6 +31,7 @@ from aiortc.sdp import candidate_from_sdp
 MAX_SESSION_ID_LENGTH = 128
 MAX_SDP_LENGTH = 100_000
 MAX_CANDIDATE_LENGTH = 1_000
+MAX_ERROR_LENGTH = 1_000
 
 
 class ProtocolError(ValueError):
@@ -55,7 +60,18 @@ class Bye:
     session: str
 
 
-Message = Offer | Ice | Bye
+@dataclass(frozen=True)
+class Hello:
+    session: str
+
+
+@dataclass(frozen=True)
+class BrowserError:
+    session: str
+    message: str
+
+
+Message = Offer | Ice | Bye | Hello | BrowserError
 
 
 def parse_message(content: object) -> Message:
@@ -82,8 +98,15 @@ def parse_message(content: object) -> Message:
         return Ice(session, _parse_candidate(content["candidate"], session))
     if kind == "bye":
         return Bye(session)
-    raise ProtocolError(f"Unknown message type {str(kind)[:40]!r}: expected offer, ice or bye.",
-                        session)
+    if kind == "hello":
+        return Hello(session)
+    if kind == "error":
+        message = content.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ProtocolError("An error message needs a 'message' string.", session)
+        return BrowserError(session, message[:MAX_ERROR_LENGTH])
+    raise ProtocolError(f"Unknown message type {str(kind)[:40]!r}: expected offer, ice, bye, "
+                        "hello or error.", session)
 
 
 def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:
@@ -120,6 +143,9 @@ def answer(session: str, sdp: str) -> dict[str, Any]:
     return {"type": "answer", "session": session, "sdp": sdp}
 
 
-def error(session: str | None, message: str) -> dict[str, Any]:
-    """An error reply; ``session`` is None when the message named no usable session."""
-    return {"type": "error", "session": session, "message": message}
+def error(session: str | None, message: str, *, fatal: bool = False) -> dict[str, Any]:
+    """An error reply; ``session`` is None when the message named no usable session.
+
+    ``fatal``: the session has ended (the view shows it as failed).
+    """
+    return {"type": "error", "session": session, "message": message, "fatal": fatal}

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .media import MediaCounters
-from .vp8 import EncodedFrame, keyframe_size
+from .vp8 import VIDEO_CLOCK_RATE, EncodedFrame, keyframe_size
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class Recorder:
         self._watcher: asyncio.Task[None] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._first_pts: int | None = None
+        self._last_pts = 0
         self._waiting_for_keyframe = True
         self._failed = False
         self._closed = False
@@ -176,7 +177,21 @@ class Recorder:
             self._counters.frames_dropped += 1
             self.resync()
             return False
+        self._last_pts = pts
         return True
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video queued for the file so far (first to latest frame)."""
+        return self._last_pts / VIDEO_CLOCK_RATE
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file so far (what ffmpeg has written)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
 
     def resync(self) -> None:
         """Skip frames until the next keyframe (after loss, or after dropping frames)."""
@@ -233,6 +248,7 @@ class Recorder:
                 stdin.write(chunk)
                 await stdin.drain()
                 self._counters.frames_recorded += is_frame
+                self._counters.bytes_recorded += len(chunk)
                 item = await self._queue.get()
         except (BrokenPipeError, ConnectionResetError):
             self._failed = True  # ffmpeg is gone: _watch_process says why

@@ -105,6 +105,13 @@ class EchoSession:
         self._pc: RTCPeerConnection | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._connected_at: float | None = None
+        self._record_to = config.record_to
+        self._finalizing: set[asyncio.Task[Path | None]] = set()
+        """Recordings being finalized by :meth:`stop_recording`; awaited at teardown."""
+        self.rtt_ms: float | None = None
+        """Round-trip time to the browser from its receiver reports on the echo, if known."""
+        self.packets_lost = 0
+        """Packets from the browser that never arrived (aiortc's receiver statistics)."""
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._run())
 
     # -- called by the widget -------------------------------------------------
@@ -120,6 +127,62 @@ class EchoSession:
     @property
     def done(self) -> bool:
         return self._task.done()
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The recording in progress, if any."""
+        return self.forwarder.recorder
+
+    def start_recording(self, path: Path) -> Path:
+        """Start recording to ``path`` (or ``stem-N.ext``); returns the reserved path.
+
+        Raises :class:`RecorderError` when already recording, or when ffmpeg or
+        the file is not available. The recording starts at the next keyframe,
+        which is requested at once.
+        """
+        if self.done or self.state in ("closed", "failed"):
+            raise RecorderError("This session has ended; display the widget again to record.")
+        if self.forwarder.recorder is not None:
+            raise RecorderError(f"Already recording to {self.forwarder.recorder.path}; "
+                                "call stop_recording() first.")
+        recorder = Recorder.open(path, self._counters,
+                                 on_error=lambda message: self._on_error(self, message))
+        self.forwarder.recorder = recorder
+        self.forwarder.request_keyframe()
+        return recorder.path
+
+    def stop_recording(self) -> asyncio.Task[Path | None] | None:
+        """Stop the recording in progress; the task finalizes it (None: nothing to stop)."""
+        recorder, self.forwarder.recorder = self.forwarder.recorder, None
+        if recorder is None:
+            return None
+        task = asyncio.ensure_future(self._finalize(recorder))
+        self._finalizing.add(task)
+        task.add_done_callback(self._finalizing.discard)
+        return task
+
+    async def _finalize(self, recorder: Recorder) -> Path | None:
+        path = await recorder.aclose()
+        if path is not None:
+            self._on_recording(path)
+        return path
+
+    async def update_transport_stats(self) -> None:
+        """Refresh :attr:`rtt_ms` and :attr:`packets_lost` from aiortc's ``getStats``."""
+        pc = self._pc
+        if pc is None or self.state != "connected":
+            return
+        try:
+            report = await pc.getStats()
+        except Exception as exc:  # statistics are best effort; never end a session for them
+            logger.debug("session %s: getStats failed: %r", self.id, exc)
+            return
+        for stats in report.values():
+            kind = getattr(stats, "type", "")
+            if kind == "remote-inbound-rtp" and getattr(stats, "roundTripTime", None):
+                self.rtt_ms = round(float(stats.roundTripTime) * 1000, 1)
+            elif kind == "inbound-rtp":
+                self.packets_lost = max(0, int(getattr(stats, "packetsLost", 0) or 0))
 
     async def aclose(self) -> None:
         """End the session and wait until its recording is finalized."""
@@ -190,11 +253,11 @@ class EchoSession:
 
     def _open_recorder(self) -> None:
         """Start recording before media flows, so the first keyframe is in the file."""
-        if self._config.record_to is None:
+        if self._record_to is None:
             return
         try:
             self.forwarder.recorder = Recorder.open(
-                self._config.record_to, self._counters,
+                self._record_to, self._counters,
                 on_error=lambda message: self._on_error(self, message),
             )
         except RecorderError as exc:
@@ -248,11 +311,9 @@ class EchoSession:
                 await self._pc.close()
             except Exception:
                 logger.exception("session %s: closing the peer connection failed", self.id)
-        recorder, self.forwarder.recorder = self.forwarder.recorder, None
-        if recorder is not None:
-            path = await recorder.aclose()
-            if path is not None:
-                self._on_recording(path)
+        self.stop_recording()
+        if self._finalizing:
+            await asyncio.gather(*self._finalizing, return_exceptions=True)
         if self.state not in ("closed", "failed"):
             self._set_state("closed")
         self._on_finished(self)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import os
+import time
+from collections import deque
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
@@ -22,14 +25,29 @@ from aiortc import RTCIceServer
 
 from . import protocol
 from .media import MediaCounters
+from .recorder import RecorderError
 from .session import EchoSession, SessionConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
 ICE_SERVERS_ENV = "ECHO_WIDGET_ICE_SERVERS"
 ICE_POLICY_ENV = "ECHO_WIDGET_ICE_TRANSPORT_POLICY"
 STATS_INTERVAL = 1.0
+STATS_HISTORY_LENGTH = 3600
+"""Samples kept in ``stats_history``: an hour at one a second."""
 DEFAULT_MAX_SESSIONS = 8
+DEFAULT_VIDEO: dict[str, Any] = {"width": 640, "height": 480, "frameRate": 30}
+VIDEO_KEYS = {"width", "height", "frameRate", "deviceId", "facingMode"}
+VIEW_TIMEOUT_MESSAGE = (
+    "The widget was displayed, but no view of it started in the browser within {timeout:g} s: "
+    "its JavaScript did not load or run. Reload the page; make sure the Jupyter server's "
+    "environment has anywidget (`pip install anywidget`, then restart Jupyter) and that the "
+    "front end supports widgets (JupyterLab 4, Notebook 7, VS Code); the browser console "
+    "(F12) shows the error."
+)
 
 
 def _static_file(name: str) -> Path:
@@ -71,6 +89,26 @@ def check_ice_servers(value: object) -> list[dict[str, Any]]:
         if extra:
             raise ValueError(f"ice server {server!r} has unknown keys {sorted(extra)}")
     return list(value)
+
+
+def check_video(value: object) -> dict[str, Any]:
+    """Check camera constraints: ``{"width", "height", "frameRate", "deviceId", "facingMode"}``."""
+    if not isinstance(value, dict):
+        raise ValueError("video must be a dict like {'width': 1280, 'height': 720, "
+                         "'frameRate': 30}")
+    unknown = set(value) - VIDEO_KEYS
+    if unknown:
+        raise ValueError(f"video has unknown keys {sorted(unknown)}; use {sorted(VIDEO_KEYS)}")
+    for key in ("width", "height", "frameRate"):
+        number = value.get(key)
+        if number is not None and (isinstance(number, bool)
+                                   or not isinstance(number, (int, float))
+                                   or not 0 < number <= 8192):
+            raise ValueError(f"video[{key!r}] must be a positive number, not {number!r}")
+    for key in ("deviceId", "facingMode"):
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise ValueError(f"video[{key!r}] must be a string")
+    return dict(value)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -118,6 +156,13 @@ class EchoWidget(anywidget.AnyWidget):
     ice_transport_policy = traitlets.Enum(
         ["all", "relay"], "all", help="'relay' forces both peers through the TURN server."
     ).tag(sync=True)
+    video = traitlets.Dict(
+        help="Camera constraints for getUserMedia: width, height, frameRate, deviceId, "
+        "facingMode. Changing it (here or with the view's pickers) switches every view's camera."
+    ).tag(sync=True)
+
+    view_timeout = 15.0
+    """Seconds after display within which a view must start before ``error`` says so."""
 
     def __init__(
         self,
@@ -126,21 +171,40 @@ class EchoWidget(anywidget.AnyWidget):
         ice_servers: list[dict[str, Any]] | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         ice_transport_policy: str | None = None,
+        video: dict[str, Any] | None = None,
+        connect_timeout: float = 30.0,
         **kwargs: Any,
     ) -> None:
-        """See the class docstring; ``max_sessions`` caps live sessions (views) at once."""
+        """See the class docstring.
+
+        ``max_sessions`` caps live sessions (views) at once; ``video`` sets the
+        camera constraints (e.g. ``{"width": 1280, "height": 720, "frameRate": 30}``);
+        ``connect_timeout`` is how long a view may take to connect before it fails.
+        """
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive")
         servers = ice_servers_from_env() if ice_servers is None else check_ice_servers(
             ice_servers)
         policy = ice_transport_policy or os.environ.get(ICE_POLICY_ENV, "all")
-        super().__init__(ice_servers=servers, ice_transport_policy=policy, **kwargs)
+        camera = DEFAULT_VIDEO if video is None else check_video(video)
+        super().__init__(ice_servers=servers, ice_transport_policy=policy, video=camera,
+                         **kwargs)
         if self.ice_transport_policy == "relay" and not any(
                 str(u).startswith("turn") for s in self.ice_servers for u in _urls(s)):
             raise ValueError("ice_transport_policy='relay' needs a TURN server in ice_servers")
-        self.record_to: Path | None = None if record_to is None else Path(record_to).absolute()
+        self.record_to = record_to
         self.max_sessions = max_sessions
+        self.connect_timeout = connect_timeout
         self._counters = MediaCounters()
+        self._history: deque[dict[str, Any]] = deque(maxlen=STATS_HISTORY_LENGTH)
+        self._started_at = time.monotonic()
+        self._packets_lost_ended = 0
+        """Packets lost by sessions that have ended."""
+        self._views_started = 0
+        self._view_check: asyncio.TimerHandle | None = None
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._sessions: dict[str, EchoSession] = {}
         """Live sessions by id."""
         self._unfinished: set[EchoSession] = set()
@@ -158,6 +222,60 @@ class EchoWidget(anywidget.AnyWidget):
     @traitlets.validate("ice_servers")
     def _validate_ice_servers(self, proposal: Any) -> list[dict[str, Any]]:
         return check_ice_servers(proposal["value"])
+
+    @traitlets.validate("video")
+    def _validate_video(self, proposal: Any) -> dict[str, Any]:
+        return check_video(proposal["value"])
+
+    @property
+    def record_to(self) -> Path | None:
+        """Where the next session records (absolute; ``stem-N.ext`` if taken), or None."""
+        return self._record_to
+
+    @record_to.setter
+    def record_to(self, value: str | os.PathLike[str] | None) -> None:
+        self._record_to = None if value is None else Path(value).absolute()
+
+    # -- display --------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The widget view, with a text and HTML fallback for front ends without widgets.
+
+        Displaying also starts a check that a view really starts in the browser
+        (``view_timeout``), so that a widget whose JavaScript failed says so in ``error``.
+        """
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = {**data, "text/plain": self._fallback_text(),
+                "text/html": f"<p>{html.escape(self._fallback_text())}</p>"}
+        self._expect_view()
+        return data, metadata
+
+    def _fallback_text(self) -> str:
+        return (f"EchoWidget(status={self.status!r}) — this front end can't show widgets, so "
+                "the webcam echo is not visible here. Open the notebook in JupyterLab 4, "
+                "Jupyter Notebook 7 or VS Code (Jupyter extension) with `pip install "
+                "echo-widget` (which brings anywidget) in the kernel's environment.")
+
+    def _expect_view(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._view_check is not None:
+            return
+        started = self._views_started
+        expected_at = loop.time() + self.view_timeout
+
+        def check() -> None:
+            self._view_check = None
+            late = loop.time() - expected_at
+            if late > 1.0:  # the kernel was busy: the view's hello may still be queued
+                self._view_check = loop.call_later(1.0, check)
+                return
+            if self._views_started == started:
+                self.error = VIEW_TIMEOUT_MESSAGE.format(timeout=self.view_timeout)
+
+        self._view_check = loop.call_later(self.view_timeout, check)
 
     # -- signaling ------------------------------------------------------------
 
@@ -191,6 +309,15 @@ class EchoWidget(anywidget.AnyWidget):
 
     def _route(self, message: protocol.Message) -> None:
         session = self._sessions.get(message.session)
+        if isinstance(message, protocol.Hello):
+            self._views_started += 1
+            if self.error.startswith(VIEW_TIMEOUT_MESSAGE[:40]):
+                self.error = ""
+            return
+        if isinstance(message, protocol.BrowserError):
+            logger.warning("echo-widget view %s: %s", message.session[:40], message.message)
+            self.error = message.message
+            return
         if isinstance(message, protocol.Offer):
             if message.session in self._ended_ids:
                 raise protocol.ProtocolError(
@@ -220,7 +347,8 @@ class EchoWidget(anywidget.AnyWidget):
                 "EchoWidget needs a running asyncio event loop (as in a Jupyter kernel).",
                 offer.session)
         config = SessionConfig(ice_servers=_to_rtc(self.ice_servers), record_to=self.record_to,
-                               relay_only=self.ice_transport_policy == "relay")
+                               relay_only=self.ice_transport_policy == "relay",
+                               connect_timeout=self.connect_timeout)
         session = EchoSession(
             offer.session, offer.sdp, config, self._counters,
             send=self.send, on_state=self._on_session_state,
@@ -242,6 +370,7 @@ class EchoWidget(anywidget.AnyWidget):
             self.status = session.state
         if session.state in ("closed", "failed") and self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            self._packets_lost_ended += session.packets_lost
             self._ended_ids[session.id] = None
             if len(self._ended_ids) > 10_000:
                 del self._ended_ids[next(iter(self._ended_ids))]
@@ -249,16 +378,111 @@ class EchoWidget(anywidget.AnyWidget):
     def _on_session_error(self, session: EchoSession, message: str) -> None:
         logger.warning("echo-widget session %s: %s", session.id, message)
         self.error = message
-        self.send(protocol.error(session.id, message))
+        self.send(protocol.error(session.id, message,
+                                 fatal=session.state in ("closed", "failed")))
 
     def _on_recording(self, path: Path) -> None:
         self.recordings = [*self.recordings, str(path)]
+        self._refresh_stats()
+
+    def _refresh_stats(self) -> None:
+        """Publish the counters now, keeping the current rates (e.g. a recording started)."""
+        self.stats = self._stats_snapshot(fps=self.stats.get("fps", 0.0),
+                                          kbps=self.stats.get("kbps", 0.0))
 
     # -- stats ----------------------------------------------------------------
 
     def _stats_snapshot(self, *, fps: float, kbps: float) -> dict[str, Any]:
-        return {**self._counters.as_dict(), "fps": round(fps, 1), "kbps": round(kbps, 1),
-                "sessions": len(self._sessions)}
+        live = list(self._sessions.values())
+        latest = self._latest if self._latest in live else (live[-1] if live else None)
+        width, height = latest.forwarder.frame_size if latest is not None else (0, 0)
+        recorders = [s.recorder for s in live if s.recorder is not None]
+        return {
+            **self._counters.as_dict(), "fps": round(fps, 1), "kbps": round(kbps, 1),
+            "sessions": len(live), "width": width, "height": height,
+            "rtt_ms": latest.rtt_ms if latest is not None else None,
+            "packets_lost": self._packets_lost_ended + sum(s.packets_lost for s in live),
+            "recording": len(recorders) > 0,
+            "recording_bytes": sum(r.size for r in recorders),
+            "recording_seconds": round(max((r.duration for r in recorders), default=0.0), 1),
+        }
+
+    @property
+    def stats_history(self) -> list[dict[str, Any]]:
+        """``stats`` sampled about once a second while streaming (last hour), oldest first.
+
+        Each sample adds ``t``: seconds since the widget was made. See :meth:`plot`.
+        """
+        return list(self._history)
+
+    def plot(self) -> Figure:
+        """Plot fps, bitrate and round-trip time from :attr:`stats_history` (needs matplotlib).
+
+        ``pip install "echo-widget[plot]"`` brings matplotlib.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError('w.plot() needs matplotlib: pip install "echo-widget[plot]" '
+                              "(or pip install matplotlib)") from exc
+        history = self.stats_history
+        t = [sample["t"] for sample in history]
+        figure, axes = plt.subplots(3, 1, sharex=True, figsize=(7, 5), layout="constrained")
+        series = [("fps", "frames/s"), ("kbps", "kbit/s"), ("rtt_ms", "RTT (ms)")]
+        for ax, (key, label) in zip(axes, series, strict=True):
+            values = [sample[key] if sample.get(key) is not None else float("nan")
+                      for sample in history]
+            ax.plot(t, values, drawstyle="steps-post")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[-1].set_xlabel("seconds since the widget was made")
+        axes[0].set_title("EchoWidget: video from the browser, as the kernel received it"
+                          if history else "EchoWidget: no samples yet (display the widget)")
+        plt.close(figure)  # returned for display, not left in pyplot's list of figures
+        return figure
+
+    # -- recording control ----------------------------------------------------
+
+    def start_recording(self, path: str | os.PathLike[str] | None = None) -> list[str]:
+        """Start recording every live session to ``path`` (default: ``record_to``).
+
+        Returns the files reserved (``stem-N.ext`` when several sessions or a
+        file exists). The recording starts at the next keyframe, requested at once.
+        """
+        target = Path(path).absolute() if path is not None else self.record_to
+        if target is None:
+            raise ValueError("start_recording() needs a path (or set record_to first)")
+        live = [s for s in self._sessions.values() if s.state in ("connecting", "connected")]
+        if not live:
+            raise RuntimeError("No live session to record: display the widget (the last line "
+                               "of a cell) and wait until it is connected.")
+        started: list[str] = []
+        for session in live:
+            try:
+                started.append(str(session.start_recording(target)))
+            except RecorderError as exc:
+                self.error = str(exc)
+                raise
+            finally:
+                self._refresh_stats()
+        return started
+
+    def stop_recording(self) -> asyncio.Future[list[str]]:
+        """Stop every recording in progress; ``await`` the result for the finalized paths.
+
+        The files are finalized (and added to ``recordings``) even if it is not awaited.
+        """
+        tasks = [task for session in self._sessions.values()
+                 if (task := session.stop_recording()) is not None]
+
+        async def finalized() -> list[str]:
+            paths = await asyncio.gather(*tasks)
+            return [str(path) for path in paths if path is not None]
+
+        future = asyncio.ensure_future(finalized())
+        self._stopping.add(future)
+        future.add_done_callback(self._stopping.discard)
+        return future
 
     def _publish_stats(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -272,12 +496,16 @@ class EchoWidget(anywidget.AnyWidget):
                 kbps = (octets - octets_then) * 8 / 1000 / elapsed
         self._last_sample = (now, frames, octets)
         self.stats = self._stats_snapshot(fps=fps, kbps=kbps)
+        self._history.append({"t": round(time.monotonic() - self._started_at, 3),
+                              **self.stats})
 
     async def _publish_stats_while_live(self) -> None:
         self._last_sample = None
         self._publish_stats()
         while self._sessions:
             await asyncio.sleep(STATS_INTERVAL)
+            await asyncio.gather(*(session.update_transport_stats()
+                                   for session in list(self._sessions.values())))
             self._publish_stats()
         self.stats = self._stats_snapshot(fps=0.0, kbps=0.0)
 
@@ -293,7 +521,11 @@ class EchoWidget(anywidget.AnyWidget):
             await self._aclose()
 
     async def _aclose(self) -> None:
-        await asyncio.gather(*(session.aclose() for session in list(self._unfinished)))
+        if self._view_check is not None:
+            self._view_check.cancel()
+            self._view_check = None
+        await asyncio.gather(*(session.aclose() for session in list(self._unfinished)),
+                             *list(self._stopping))
         if self._stats_task is not None:
             self._stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -305,8 +537,12 @@ class EchoWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the widget; its sessions are closed on the event loop (see :meth:`aclose`)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed() and self._unfinished:
+        loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
+        if loop is None:  # construction failed (bad arguments): nothing was started
+            super().close()
+            return
+        if not loop.is_closed() and (
+                self._unfinished or self._stopping or self._view_check is not None):
             if loop is _running_loop():
                 self._schedule_close()
             else:
@@ -314,5 +550,8 @@ class EchoWidget(anywidget.AnyWidget):
         super().close()
 
     def _schedule_close(self) -> None:
-        if self._close_task is None:
+        if self._view_check is not None:
+            self._view_check.cancel()
+            self._view_check = None
+        if self._close_task is None and (self._unfinished or self._stopping):
             self._close_task = asyncio.ensure_future(self._aclose())

@@ -66,9 +66,11 @@ def hostile_messages(live: str, offer_sdp: str) -> st.SearchStrategy[Any]:
                                "sdpMLineIndex": st.one_of(st.none(), st.integers(-2, 3),
                                                           st.booleans())}))
     typed = st.fixed_dictionaries(
-        {"type": st.sampled_from(["offer", "ice", "bye", "answer", "error", "", "OFFER"]),
+        {"type": st.sampled_from(["offer", "ice", "bye", "answer", "error", "hello", "",
+                                  "OFFER"]),
          "session": sessions},
-        optional={"sdp": sdps, "candidate": candidates, "extra": st.text(max_size=20)})
+        optional={"sdp": sdps, "candidate": candidates, "extra": st.text(max_size=20),
+                  "message": st.one_of(st.text(max_size=30), st.integers(), st.none())})
     return st.one_of(typed, st.text(max_size=30), st.integers(), st.none(),
                      st.lists(st.integers(), max_size=3),
                      st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
@@ -97,9 +99,14 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path
         delivered[0] += 1
         replies = [r["type"] for r in signaling.sent[before:]]
         assert set(replies) <= {"error"}
+        valid_id = isinstance(session, str) and 0 < len(session) <= 128
+        message_text = message.get("message") if isinstance(message, dict) else None
         maybe_accepted = (
             (kind == "offer" and isinstance(session, str) and not known)
-            or (kind in ("ice", "bye") and known))
+            or (kind in ("ice", "bye") and known)
+            or (kind == "hello" and valid_id)
+            or (kind == "error" and valid_id and isinstance(message_text, str)
+                and message_text.strip() != ""))
         if maybe_accepted:
             assert len(replies) <= 1, (message, replies)
         else:

@@ -36,6 +36,9 @@ BASE_ARGS = [
     "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
 ]
 GRANT_CAMERA = "--use-fake-ui-for-media-stream"
+FAKE_CAMERA = "--use-fake-device-for-media-stream"
+INSECURE_HOST = "echo.test"
+LOCAL_HOSTNAMES = f"['localhost', '{INSECURE_HOST}']"
 
 
 @dataclass
@@ -107,7 +110,9 @@ def start_server(kind: str, base: Path) -> Server:
     process = subprocess.Popen(
         [sys.executable, "-m", app, "--allow-root", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--ServerApp.root_dir={root}",
-         f"--IdentityProvider.token={TOKEN}", expose],
+         f"--IdentityProvider.token={TOKEN}", expose,
+         # echo.test (mapped to 127.0.0.1 by the browser) is the "remote" http:// page
+         f"--ServerApp.local_hostnames={LOCAL_HOSTNAMES}"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     url = f"http://127.0.0.1:{port}"
@@ -172,9 +177,11 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def new_page(browser: Browser, *, camera: bool = True) -> Page:
+def new_page(browser: Browser, *, camera: bool = True, init_script: str | None = None) -> Page:
     context = browser.new_context(permissions=["camera"] if camera else [],
                                   viewport={"width": 1280, "height": 1000})
+    if init_script is not None:
+        context.add_init_script(init_script)
     return context.new_page()
 
 
@@ -192,9 +199,9 @@ def copy_demo(server: Server) -> str:
     return "echo.ipynb"
 
 
-def open_and_run_all(page: Page, server: Server, notebook: str) -> None:
+def open_and_run_all(page: Page, server: Server, notebook: str, *, url: str | None = None) -> None:
     """Open a notebook, wait for its kernel, and run all cells."""
-    page.goto(server.notebook_url(notebook))
+    page.goto(url or server.notebook_url(notebook))
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
     page.evaluate("() => window.jupyterapp.restored")
     page.wait_for_function(

@@ -1,0 +1,307 @@
+"""The widget as a user handles it in JupyterLab: controls, live stats, layout and themes,
+and every error a user meets, each shown in the widget and in ``w.error``."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright
+
+from .conftest import (
+    ARTIFACTS,
+    BASE_ARGS,
+    CHROMIUM,
+    FAKE_CAMERA,
+    GRANT_CAMERA,
+    INSECURE_HOST,
+    TOKEN,
+    Server,
+    assert_playing,
+    copy_demo,
+    kernel_json,
+    new_page,
+    open_and_run_all,
+    screenshot,
+    wait_for_status,
+    write_notebook,
+)
+
+pytestmark = pytest.mark.usefixtures("peer_network")
+
+STATE = ("import json; print(json.dumps({'status': w.status, 'error': w.error, "
+         "'sessions': len(w._sessions), 'video': w.video, 'recordings': w.recordings, "
+         "**{k: w.stats[k] for k in ('width', 'height', 'fps', 'frames_received')}}))")
+
+
+def wait_kernel(kernel: Any, condition: Any, what: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state: dict[str, Any] = kernel_json(kernel, STATE)
+        if condition(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"kernel side: {what} did not happen in {timeout} s: {state}")
+        time.sleep(0.25)
+
+
+def stat(page: Page, key: str) -> str:
+    return page.locator(f"[data-stat={key}]").first.inner_text()
+
+
+def wait_error(page: Page, words: str, name: str, timeout: float = 30_000) -> str:
+    try:
+        page.wait_for_function(
+            "(words) => [...document.querySelectorAll('.echo-widget-error')]"
+            ".some((e) => e.textContent.includes(words))", arg=words, timeout=timeout)
+    except Exception:
+        shot = screenshot(page, f"failure-{name}")
+        raise AssertionError(f"no error with {words!r} shown: "
+                             f"{page.locator('.echo-widget').all_inner_texts()}; {shot}") from None
+    screenshot(page, f"error-{name}")
+    return page.locator(".echo-widget-error").first.inner_text()
+
+
+def luminance(css_color: str) -> float:
+    r, g, b = (float(v) for v in re.findall(r"[\d.]+", css_color)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) -> None:
+    notebook = copy_demo(lab)
+    page = new_page(browser)
+    open_and_run_all(page, lab, notebook)
+    wait_for_status(page, "connected")
+    assert_playing(page)
+    kernel = lab.kernel(notebook)
+
+    # the live stats panel, refreshed every second from the kernel
+    page.wait_for_function("() => Number(document.querySelector('[data-stat=fps]')?.textContent)"
+                           " > 5 && document.querySelector('.echo-widget-sparkline')"
+                           ".dataset.samples >= 8", timeout=25_000)
+    assert stat(page, "resolution") == "640×480"
+    assert stat(page, "rtt").endswith(" ms")
+    assert stat(page, "lost") == "0"
+    assert "KiB" in stat(page, "recording") or "MiB" in stat(page, "recording")
+    plot = page.locator("img[src^='data:image/png']")
+    assert plot.count() >= 1, "w.plot() showed no figure"
+    screenshot(page, "jupyterlab-controls")
+    plot.first.scroll_into_view_if_needed()
+    plot.first.screenshot(path=str(ARTIFACTS / "jupyterlab-plot.png"))
+
+    # hide and show the echo
+    page.click("[data-control=echo]")
+    assert page.locator(".echo-widget").get_attribute("data-echo") == "hidden"
+    assert page.locator(".echo-widget video").nth(1).evaluate(
+        "(v) => getComputedStyle(v).visibility") == "hidden"
+    page.click("[data-control=echo]")
+    assert page.locator(".echo-widget video").nth(1).evaluate(
+        "(v) => getComputedStyle(v).visibility") == "visible"
+
+    # resolution from the picker reaches the kernel's `video` and the forwarded stream
+    page.select_option("[data-control=resolution]", "1280x720")
+    page.wait_for_function("() => document.querySelector('.echo-widget video').videoWidth "
+                           "=== 1280", timeout=15_000)
+    # the browser's encoder may scale down (CPU, bandwidth): the kernel sees a 16:9 stream
+    state = wait_kernel(kernel, lambda s: s["height"] and s["width"] * 9 == s["height"] * 16,
+                        "the 16:9 stream")
+    assert state["video"]["width"] == 1280 and state["sessions"] == 1  # no renegotiation
+    # ... and from Python to the browser
+    kernel_json(kernel, "w.video = {'width': 320, 'height': 240, 'frameRate': 15}\nprint(1)")
+    page.wait_for_function("() => document.querySelector('.echo-widget video').videoWidth "
+                           "=== 320", timeout=15_000)
+    assert page.locator("[data-control=resolution]").input_value() == "320x240"
+    assert page.locator("[data-control=frameRate]").input_value() == "15"
+    wait_kernel(kernel, lambda s: s["width"] == 320 and s["height"] == 240,
+                "the 320×240 stream")
+    assert page.locator("[data-control=device] option").count() >= 1
+
+    # hang up (camera kept) and reconnect: a new session
+    page.click("[data-control=call]")
+    wait_for_status(page, "closed")
+    state = wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 1,
+                        "the hung-up session ended and its recording finalized")
+    assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject !== null")
+    page.click("[data-control=call]")
+    wait_for_status(page, "connected")
+    assert_playing(page)
+    # stop the camera: the session ends too; start it again
+    page.click("[data-control=camera]")
+    wait_for_status(page, "closed")
+    assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject === null")
+    wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 2,
+                "the camera-stopped session ended")
+    page.click("[data-control=camera]")
+    wait_for_status(page, "connected")
+    assert_playing(page)
+
+    # narrow output: the videos stack and nothing overflows the cell
+    page.set_viewport_size({"width": 520, "height": 1000})
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    page.wait_for_timeout(500)
+    boxes = [page.locator(".echo-widget-figure").nth(i).bounding_box() for i in (0, 1)]
+    assert boxes[0] is not None and boxes[1] is not None
+    assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"] - 1, f"not stacked: {boxes}"
+    overflow = page.locator(".echo-widget").evaluate("(e) => e.scrollWidth - e.clientWidth")
+    assert overflow <= 1, f"the widget overflows its cell by {overflow}px"
+    screenshot(page, "jupyterlab-narrow")
+    page.set_viewport_size({"width": 1280, "height": 1000})
+
+    # themes: the widget follows JupyterLab's CSS variables
+    light = page.locator(".echo-widget").evaluate("(e) => getComputedStyle(e).color")
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: 'JupyterLab Dark'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                           timeout=15_000)
+    page.wait_for_timeout(500)
+    dark = page.locator(".echo-widget").evaluate("(e) => getComputedStyle(e).color")
+    panel = page.locator(".echo-widget-button").first.evaluate(
+        "(e) => getComputedStyle(e).backgroundColor")
+    assert luminance(light) < 0.5 < luminance(dark), (light, dark)
+    assert luminance(panel) < 0.5, f"buttons stay light in the dark theme: {panel}"
+    screenshot(page, "jupyterlab-dark")
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme: 'JupyterLab Light'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'",
+                           timeout=15_000)
+    kernel_json(kernel, "await w.aclose()\nprint(1)")
+    page.context.close()
+
+
+ERRORS_NOTEBOOK = [
+    "from echo_widget import EchoWidget\nw = EchoWidget()\nw",
+]
+
+
+@pytest.fixture
+def browser_without_camera(playwright: Playwright) -> Iterator[Browser]:
+    """Chromium with no camera at all (no fake device), permission granted."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[a for a in BASE_ARGS if a != FAKE_CAMERA] + [GRANT_CAMERA])
+    yield browser
+    browser.close()
+
+
+def run_error_notebook(server: Server, page: Page, name: str, cells: list[str],
+                       url: str | None = None) -> Any:
+    notebook = write_notebook(server, f"{name}.ipynb", cells)
+    open_and_run_all(page, server, notebook, url=url)
+    return server.kernel(notebook)
+
+
+def assert_kernel_error(kernel: Any, shown: str) -> None:
+    state = wait_kernel(kernel, lambda s: s["error"] != "", "w.error set")
+    assert state["error"] == shown, state
+    assert state["sessions"] == 0, state
+
+
+def test_no_camera(lab: Server, browser_without_camera: Browser) -> None:
+    page = new_page(browser_without_camera)
+    kernel = run_error_notebook(lab, page, "no-camera", ERRORS_NOTEBOOK)
+    shown = wait_error(page, "No camera was found", "no-camera")
+    assert page.locator(".echo-widget").get_attribute("data-status") == "failed"
+    assert_kernel_error(kernel, shown)
+    page.context.close()
+
+
+def test_camera_in_use(lab: Server, browser: Browser) -> None:
+    # Chromium's fake camera can't be held by another program here, so getUserMedia fails
+    # the way it does then (NotReadableError), through the widget's real code path.
+    in_use = ("navigator.mediaDevices.getUserMedia = () => Promise.reject("
+              "new DOMException('Could not start video source', 'NotReadableError'));")
+    page = new_page(browser, init_script=in_use)
+    kernel = run_error_notebook(lab, page, "in-use", ERRORS_NOTEBOOK)
+    shown = wait_error(page, "in use by another application", "camera-in-use")
+    assert_kernel_error(kernel, shown)
+    page.context.close()
+
+
+def test_not_a_secure_context(lab: Server, playwright: Playwright) -> None:
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*BASE_ARGS, GRANT_CAMERA, f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"])
+    try:
+        page = new_page(browser)
+        notebook = "insecure.ipynb"
+        url = lab.notebook_url(notebook).replace("127.0.0.1", INSECURE_HOST)
+        assert url.startswith(f"http://{INSECURE_HOST}:") and TOKEN in url
+        kernel = run_error_notebook(lab, page, "insecure", ERRORS_NOTEBOOK, url=url)
+        shown = wait_error(page, "only available on a secure page", "insecure-context")
+        assert f"http://{INSECURE_HOST}:" in shown and "SSH tunnel" in shown
+        assert_kernel_error(kernel, shown)
+    finally:
+        browser.close()
+
+
+def test_ffmpeg_missing_is_said_and_the_echo_runs(lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "no-ffmpeg", [
+        "import os\nos.environ['ECHO_WIDGET_FFMPEG'] = '/nonexistent/ffmpeg'\n"
+        "from echo_widget import EchoWidget\nw = EchoWidget(record_to='never.webm')\nw"])
+    shown = wait_error(page, "ECHO_WIDGET_FFMPEG", "ffmpeg-missing")
+    wait_for_status(page, "connected")
+    assert_playing(page)
+    state = kernel_json(kernel, STATE)
+    assert state["error"] == shown and state["status"] == "connected", state
+    assert not (lab.root / "never.webm").exists()
+    kernel_json(kernel, "await w.aclose()\nprint(1)")
+    page.context.close()
+
+
+def test_ice_failure_says_to_configure_turn(lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "ice-failed", [
+        "from echo_widget import EchoWidget\n"
+        "w = EchoWidget(ice_servers=[{'urls': 'turn:127.0.0.1:9', 'username': 'u', "
+        "'credential': 'p'}], ice_transport_policy='relay', connect_timeout=4)\nw"])
+    shown = wait_error(page, "TURN server", "ice-failed")
+    wait_for_status(page, "failed")
+    assert "ice_servers" in shown and "ECHO_WIDGET_ICE_SERVERS" in shown
+    state = wait_kernel(kernel, lambda s: s["status"] == "failed", "the session failed")
+    assert "TURN server" in state["error"] and state["sessions"] == 0
+    page.context.close()
+
+
+def test_a_kernel_that_stops_answering_or_restarts_is_said(
+        lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "kernel-stopped", ERRORS_NOTEBOOK)
+    wait_for_status(page, "connected")
+    pid = kernel_json(kernel, "import os; print(os.getpid())")
+    os.kill(pid, signal.SIGSTOP)  # as a kernel that is busy, restarting or gone
+    try:
+        shown = wait_error(page, "The kernel stopped answering", "kernel-stopped")
+        assert "re-run the cell" in shown
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for_status(page, "connected")
+    page.wait_for_function("() => document.querySelector('.echo-widget-error').textContent "
+                           "=== ''", timeout=15_000)
+    assert_playing(page)
+
+    # a restarted kernel: the view left on the page says so (its peer is gone)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+                  ".kernel.restart()")
+    shown = wait_error(page, "The kernel stopped answering", "kernel-restarted")
+    assert "restarting" in shown
+    page.context.close()
+
+
+def test_widget_javascript_that_fails_to_load_is_said(lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "broken-js", [
+        "from echo_widget import EchoWidget\n"
+        "class BrokenEcho(EchoWidget):\n"
+        "    _esm = 'export default { render( }'  # a syntax error: the module can't load\n"
+        "    view_timeout = 3.0\n"
+        "w = BrokenEcho()\nw"])
+    state = wait_kernel(kernel, lambda s: s["error"] != "", "w.error set", timeout=30)
+    assert "JavaScript did not load" in state["error"] and "anywidget" in state["error"]
+    assert page.locator(".echo-widget").count() == 0
+    screenshot(page, "error-broken-js")
+    page.context.close()
