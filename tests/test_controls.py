@@ -29,11 +29,13 @@ async def test_live_stats_history_and_plot(vp8_clip: Path) -> None:
     assert (stats["width"], stats["height"]) == (640, 360)  # the clip's size, from keyframes
     assert 0 < stats["rtt_ms"] < 500  # loopback: from the client's receiver reports
     assert stats["packets_lost"] == 0
-    assert stats["recording"] is False and stats["recording_bytes"] == 0
+    assert stats["recording"] is False
+    assert stats["recording_bytes"] == 0
     assert 20 < stats["fps"] < 40
     history = widget.stats_history
     times = [sample["t"] for sample in history]
-    assert times == sorted(times) and 0.5 < times[-1] - times[-2] < 2.0
+    assert times == sorted(times)
+    assert 0.5 < times[-1] - times[-2] < 2.0
     assert history[-1]["frames_received"] > history[0]["frames_received"]
     assert widget.stats_history is not widget.stats_history  # a copy, safe to keep
 
@@ -45,7 +47,8 @@ async def test_live_stats_history_and_plot(vp8_clip: Path) -> None:
     assert max(ydata) > 20
     await client.close()
     await widget.aclose()
-    assert widget.stats["fps"] == 0 and widget.stats["sessions"] == 0
+    assert widget.stats["fps"] == 0
+    assert widget.stats["sessions"] == 0
 
 
 @live
@@ -132,11 +135,14 @@ async def test_display_has_a_fallback_and_a_view_that_never_starts_is_reported()
     data, _ = widget._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
     for mime in ("text/plain", "text/html"):
-        assert "show widgets" in data[mime] and "JupyterLab 4" in data[mime]
-    assert data["text/html"].startswith("<p>") and "&#x27;" in data["text/html"]  # escaped
+        assert "show widgets" in data[mime]
+        assert "JupyterLab 4" in data[mime]
+    assert data["text/html"].startswith("<p>")  # escaped
+    assert "&#x27;" in data["text/html"]
     await asyncio.sleep(0.6)
     assert widget.error == VIEW_TIMEOUT_MESSAGE.format(timeout=0.3)
-    assert "anywidget" in widget.error and "console" in widget.error
+    assert "anywidget" in widget.error
+    assert "console" in widget.error
 
     # a view that says hello in time: no error; a late hello clears it
     Signaling(widget).deliver({"type": "hello", "session": "v1"})
@@ -186,7 +192,8 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
     reply = await signaling.wait_for("error", "s", timeout=35)
     assert reply["fatal"] is True
-    assert "TURN server" in reply["message"] and "ice_servers" in reply["message"]
+    assert "TURN server" in reply["message"]
+    assert "ice_servers" in reply["message"]
     assert widget.status == "failed"
     assert widget.error == reply["message"]
     await client.close(bye=False)

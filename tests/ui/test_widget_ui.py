@@ -84,7 +84,7 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     page.wait_for_function("() => Number(document.querySelector('[data-stat=fps]')?.textContent)"
                            " > 5 && document.querySelector('.echo-widget-sparkline')"
                            ".dataset.samples >= 8", timeout=25_000)
-    assert stat(page, "resolution") == "640×480"
+    assert stat(page, "resolution") == "640\u00d7480"
     assert stat(page, "rtt").endswith(" ms")
     assert stat(page, "lost") == "0"
     assert "KiB" in stat(page, "recording") or "MiB" in stat(page, "recording")
@@ -110,7 +110,8 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     # the browser's encoder may scale down (CPU, bandwidth): the kernel sees a 16:9 stream
     state = wait_kernel(kernel, lambda s: s["height"] and s["width"] * 9 == s["height"] * 16,
                         "the 16:9 stream")
-    assert state["video"]["width"] == 1280 and state["sessions"] == 1  # no renegotiation
+    assert state["video"]["width"] == 1280  # no renegotiation
+    assert state["sessions"] == 1
     # ... and from Python to the browser
     kernel_json(kernel, "w.video = {'width': 320, 'height': 240, 'frameRate': 15}\nprint(1)")
     page.wait_for_function("() => document.querySelector('.echo-widget video').videoWidth "
@@ -118,7 +119,7 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     assert page.locator("[data-control=resolution]").input_value() == "320x240"
     assert page.locator("[data-control=frameRate]").input_value() == "15"
     wait_kernel(kernel, lambda s: s["width"] == 320 and s["height"] == 240,
-                "the 320×240 stream")
+                "the 320x240 stream")
     assert page.locator("[data-control=device] option").count() >= 1
 
     # hang up (camera kept) and reconnect: a new session
@@ -145,7 +146,8 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
     page.wait_for_timeout(500)
     boxes = [page.locator(".echo-widget-figure").nth(i).bounding_box() for i in (0, 1)]
-    assert boxes[0] is not None and boxes[1] is not None
+    assert boxes[0] is not None
+    assert boxes[1] is not None
     assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"] - 1, f"not stacked: {boxes}"
     overflow = page.locator(".echo-widget").evaluate("(e) => e.scrollWidth - e.clientWidth")
     assert overflow <= 1, f"the widget overflows its cell by {overflow}px"
@@ -229,10 +231,12 @@ def test_not_a_secure_context(lab: Server, playwright: Playwright) -> None:
         page = new_page(browser)
         notebook = "insecure.ipynb"
         url = lab.notebook_url(notebook).replace("127.0.0.1", INSECURE_HOST)
-        assert url.startswith(f"http://{INSECURE_HOST}:") and TOKEN in url
+        assert url.startswith(f"http://{INSECURE_HOST}:")
+        assert TOKEN in url
         kernel = run_error_notebook(lab, page, "insecure", ERRORS_NOTEBOOK, url=url)
         shown = wait_error(page, "only available on a secure page", "insecure-context")
-        assert f"http://{INSECURE_HOST}:" in shown and "SSH tunnel" in shown
+        assert f"http://{INSECURE_HOST}:" in shown
+        assert "SSH tunnel" in shown
         assert_kernel_error(kernel, shown)
     finally:
         browser.close()
@@ -247,7 +251,8 @@ def test_ffmpeg_missing_is_said_and_the_echo_runs(lab: Server, browser: Browser)
     wait_for_status(page, "connected")
     assert_playing(page)
     state = kernel_json(kernel, STATE)
-    assert state["error"] == shown and state["status"] == "connected", state
+    assert state["error"] == shown, state
+    assert state["status"] == "connected", state
     assert not (lab.root / "never.webm").exists()
     kernel_json(kernel, "await w.aclose()\nprint(1)")
     page.context.close()
@@ -261,9 +266,11 @@ def test_ice_failure_says_to_configure_turn(lab: Server, browser: Browser) -> No
         "'credential': 'p'}], ice_transport_policy='relay', connect_timeout=4)\nw"])
     shown = wait_error(page, "TURN server", "ice-failed")
     wait_for_status(page, "failed")
-    assert "ice_servers" in shown and "ECHO_WIDGET_ICE_SERVERS" in shown
+    assert "ice_servers" in shown
+    assert "ECHO_WIDGET_ICE_SERVERS" in shown
     state = wait_kernel(kernel, lambda s: s["status"] == "failed", "the session failed")
-    assert "TURN server" in state["error"] and state["sessions"] == 0
+    assert "TURN server" in state["error"]
+    assert state["sessions"] == 0
     page.context.close()
 
 
@@ -301,7 +308,8 @@ def test_widget_javascript_that_fails_to_load_is_said(lab: Server, browser: Brow
         "    view_timeout = 3.0\n"
         "w = BrokenEcho()\nw"])
     state = wait_kernel(kernel, lambda s: s["error"] != "", "w.error set", timeout=30)
-    assert "JavaScript did not load" in state["error"] and "anywidget" in state["error"]
+    assert "JavaScript did not load" in state["error"]
+    assert "anywidget" in state["error"]
     assert page.locator(".echo-widget").count() == 0
     screenshot(page, "error-broken-js")
     page.context.close()
