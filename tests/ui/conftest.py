@@ -236,6 +236,18 @@ def assert_playing(page: Page, widget_index: int = 0) -> None:
         assert played["frames"] > 10, f"the {caption} video is not playing: {played}"
 
 
+def wait_playing(page: Page, widget_index: int = 0, timeout: float = 20) -> None:
+    """Like assert_playing, for an echo that is recovering (e.g. waiting for a keyframe)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            assert_playing(page, widget_index)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
 def wait_for_status(page: Page, status: str, count: int = 1, timeout: float = 30_000) -> None:
     try:
         page.wait_for_function(

@@ -87,7 +87,12 @@ def test_denied_camera_says_so_and_opens_no_session(lab: Server, playwright: Pla
         assert "Camera permission was denied" in message
         screenshot(page, "jupyterlab-camera-denied")
         kernel = lab.kernel(notebook)
+        deadline = time.monotonic() + 10
         [state] = kernel_json(kernel, STATE)
+        while not state["error"] and time.monotonic() < deadline:
+            time.sleep(0.25)
+            [state] = kernel_json(kernel, STATE)
+        assert state["error"] == message  # the view reports it: w.error says it too
         assert state["sessions"] == 0
         assert state["status"] == "idle"
     finally:

@@ -29,6 +29,7 @@ from .conftest import (
     open_and_run_all,
     screenshot,
     wait_for_status,
+    wait_playing,
     write_notebook,
 )
 
@@ -289,7 +290,7 @@ def test_a_kernel_that_stops_answering_or_restarts_is_said(
     wait_for_status(page, "connected")
     page.wait_for_function("() => document.querySelector('.echo-widget-error').textContent "
                            "=== ''", timeout=15_000)
-    assert_playing(page)
+    wait_playing(page)  # the echo restarts at the browser's next keyframe
 
     # a restarted kernel: the view left on the page says so (its peer is gone)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
