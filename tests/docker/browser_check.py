@@ -40,7 +40,8 @@ class ContainerServer:
 
 
 def frame_counts(text: str) -> tuple[int, int]:
-    found = re.search(r"received (\d+), forwarded (\d+)", text)
+    """Frames received and echoed, from the stats panel's "in / echo / rec" value."""
+    found = re.fullmatch(r"(\d+) / (\d+) / \d+", text.strip())
     assert found, f"no frame counts in {text!r}"
     return int(found.group(1)), int(found.group(2))
 
@@ -54,7 +55,9 @@ def main(url: str, token: str) -> None:
         open_and_run_all(page, server, "notebooks/echo.ipynb")
         wait_for_status(page, "connected")
         assert_playing(page)
-        stats = page.locator(".echo-widget-stats")
+        stats = page.locator("[data-stat=frames]")
+        page.wait_for_function("() => /^[1-9]/.test(document.querySelector('[data-stat=frames]')"
+                               "?.textContent ?? '')", timeout=15_000)
         before = frame_counts(stats.inner_text())
         page.wait_for_timeout(1500)
         after = frame_counts(stats.inner_text())

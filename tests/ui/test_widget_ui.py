@@ -8,10 +8,13 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright
+
+from tests.conftest import decode_errors, ffprobe_video
 
 from .conftest import (
     ARTIFACTS,
@@ -121,13 +124,33 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     assert page.locator("[data-control=frameRate]").input_value() == "15"
     wait_kernel(kernel, lambda s: s["width"] == 320 and s["height"] == 240,
                 "the 320x240 stream")
+    # the camera picker lists the cameras; choosing one pins it by deviceId in `video`
     assert page.locator("[data-control=device] option").count() >= 1
+    device = page.locator("[data-control=device]").evaluate(
+        "(s) => { s.value = s.options[0].value; s.dispatchEvent(new Event('change')); "
+        "return s.value; }")
+    state = wait_kernel(kernel, lambda s: s["video"].get("deviceId") == device,
+                        "the chosen camera in w.video")
+    page.wait_for_function("() => document.querySelector('.echo-widget video').videoWidth "
+                           "=== 320", timeout=15_000)
+    wait_playing(page)
+
+    # recording driven from Python on the live session, shown in the panel
+    stopped = kernel_json(kernel, "import json; print(json.dumps(await w.stop_recording()))")
+    assert stopped == [str(lab.root / "echo.webm")]  # the demo's record_to
+    [take] = kernel_json(kernel, "import json; print(json.dumps(w.start_recording('take.webm')))")
+    page.wait_for_function("() => /KiB|MiB/.test(document.querySelector('[data-stat=recording]')"
+                           ".textContent)", timeout=15_000)
+    assert kernel_json(kernel, "import json; print(json.dumps(await w.stop_recording()))") == [
+        take]
+    assert decode_errors(Path(take)) == ""
+    assert int(ffprobe_video(Path(take))["nb_read_packets"]) > 0
 
     # hang up (camera kept) and reconnect: a new session
     page.click("[data-control=call]")
     wait_for_status(page, "closed")
-    state = wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 1,
-                        "the hung-up session ended and its recording finalized")
+    state = wait_kernel(kernel, lambda s: s["sessions"] == 0, "the hung-up session ended")
+    assert len(state["recordings"]) == 2, state  # its recording was stopped from Python
     assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject !== null")
     page.click("[data-control=call]")
     wait_for_status(page, "connected")
@@ -136,8 +159,8 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     page.click("[data-control=camera]")
     wait_for_status(page, "closed")
     assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject === null")
-    wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 2,
-                "the camera-stopped session ended")
+    wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 3,
+                "the camera-stopped session ended and its recording (record_to) finalized")
     page.click("[data-control=camera]")
     wait_for_status(page, "connected")
     assert_playing(page)
