@@ -105,7 +105,6 @@ class EchoSession:
         self._pc: RTCPeerConnection | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._connected_at: float | None = None
-        self._record_to = config.record_to
         self._finalizing: set[asyncio.Task[Path | None]] = set()
         """Recordings being finalized by :meth:`stop_recording`; awaited at teardown."""
         self.rtt_ms: float | None = None
@@ -145,11 +144,14 @@ class EchoSession:
         if self.forwarder.recorder is not None:
             raise RecorderError(f"Already recording to {self.forwarder.recorder.path}; "
                                 "call stop_recording() first.")
-        recorder = Recorder.open(path, self._counters,
-                                 on_error=lambda message: self._on_error(self, message))
-        self.forwarder.recorder = recorder
+        recorder = self.forwarder.recorder = self._new_recorder(path)
         self.forwarder.request_keyframe()
         return recorder.path
+
+    def _new_recorder(self, path: Path) -> Recorder:
+        """A recorder for this session's frames; its problems go to the widget's ``error``."""
+        return Recorder.open(path, self._counters,
+                             on_error=lambda message: self._on_error(self, message))
 
     def stop_recording(self) -> asyncio.Task[Path | None] | None:
         """Stop the recording in progress; the task finalizes it (None: nothing to stop)."""
@@ -253,13 +255,10 @@ class EchoSession:
 
     def _open_recorder(self) -> None:
         """Start recording before media flows, so the first keyframe is in the file."""
-        if self._record_to is None:
+        if self._config.record_to is None:
             return
         try:
-            self.forwarder.recorder = Recorder.open(
-                self._record_to, self._counters,
-                on_error=lambda message: self._on_error(self, message),
-            )
+            self.forwarder.recorder = self._new_recorder(self._config.record_to)
         except RecorderError as exc:
             self._on_error(self, str(exc))
 
