@@ -436,8 +436,14 @@ class EchoWidget(anywidget.AnyWidget):
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         axes[-1].set_xlabel("seconds since the widget was made")
-        axes[0].set_title("EchoWidget: video from the browser, as the kernel received it"
-                          if history else "EchoWidget: no samples yet (display the widget)")
+        axes[0].set_title("EchoWidget: video from the browser, as the kernel received it")
+        if not history:
+            axes[1].text(0.5, 0.5, "No samples yet: display the widget, let it stream a few "
+                         "seconds, then call w.plot() again.", ha="center", va="center",
+                         transform=axes[1].transAxes)
+            for ax in axes:
+                ax.set_yticks([])
+                ax.set_xticks([])
         plt.close(figure)  # returned for display, not left in pyplot's list of figures
         return figure
 

@@ -198,3 +198,10 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     assert widget.error == reply["message"]
     await client.close(bye=False)
     await widget.aclose()
+
+
+def test_plot_before_any_sample_says_what_to_do() -> None:
+    figure = EchoWidget().plot()
+    texts = [t.get_text() for ax in figure.get_axes() for t in ax.texts]
+    assert len(figure.get_axes()) == 3
+    assert any("No samples yet" in t and "w.plot() again" in t for t in texts), texts

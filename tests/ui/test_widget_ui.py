@@ -95,8 +95,21 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     plot = page.locator("img[src^='data:image/png']")
     assert plot.count() >= 1, "w.plot() showed no figure"
     screenshot(page, "jupyterlab-controls")
+    # re-run the demo's w.plot() cell now that there is history: a new figure replaces it
+    first_plot = plot.first.get_attribute("src")
+    page.evaluate("""() => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      notebook.activeCellIndex = notebook.widgets.findIndex(
+        (cell) => cell.model.sharedModel.getSource().trim() === 'w.plot()');
+      return window.jupyterapp.commands.execute('notebook:run-cell');
+    }""")
+    page.wait_for_function("(old) => { const img = document.querySelector("
+                           "\"img[src^='data:image/png']\"); return img && img.src !== old; }",
+                           arg=first_plot, timeout=15_000)
     plot.first.scroll_into_view_if_needed()
     plot.first.screenshot(path=str(ARTIFACTS / "jupyterlab-plot.png"))
+    history = kernel_json(kernel, "import json; print(json.dumps(len(w.stats_history)))")
+    assert history >= 8
 
     # hide and show the echo
     page.click("[data-control=echo]")
