@@ -27,6 +27,9 @@ COPY docker/healthcheck.py /usr/local/bin/echo-widget-healthcheck
 USER 1000
 WORKDIR /home/jovyan
 COPY --chown=1000:1000 notebooks/ notebooks/
+# No "get notified about Jupyter news?" prompt over the demo (and no calls out for it).
+COPY --chown=1000:1000 docker/notification.jupyterlab-settings \
+    .jupyter/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings
 
 EXPOSE 8888
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
