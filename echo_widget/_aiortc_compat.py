@@ -1,8 +1,9 @@
 """Every use of aiortc's private API, in one place.
 
-aiortc's receiver always decodes video, and its sender treats a keyframe
-request (PLI/FIR) as a hint for its own encoder. Forwarding encoded frames
-needs two small hooks instead:
+aiortc's receiver always decodes video, its sender only sends what its own
+packetizer made from a track's frames, and it treats a keyframe request
+(PLI/FIR) as a hint for its own encoder. Forwarding packets as an SFU does
+needs small hooks instead:
 
 * the receiver's jitter buffer is swapped for :class:`JitterBufferTap`, which
   hands each depayloaded packet to a :class:`~echo_widget.vp8.FrameAssembler`
@@ -13,6 +14,17 @@ needs two small hooks instead:
   stop marker, so the decoder thread aiortc starts exits at once: no idle,
   non-daemon thread per session (which would also keep the interpreter from
   exiting while a session is live).
+* the receiver's ``_handle_rtp_packet`` is wrapped (when a ``forward`` callback
+  is given) so that each packet that reached the tap is forwarded right after
+  aiortc has handled it (statistics, NACKs, RTX unwrapping, depayloading), on
+  the same call, with no queue or task in between.
+* :class:`EchoRtpSender` sends those packets through an aiortc sender as if its
+  own packetizer had made them: the sender's SSRC, payload type, MID, its
+  header-extension map, its retransmission history (so aiortc answers the
+  viewer's NACKs) and its sender-report counters (so its RTCP SRs stay right).
+  The header is written from a template aiortc itself serialized once, not by
+  ``RtpPacket.serialize`` per packet. The browser's abs-send-time is kept, as an
+  SFU keeps it. The sender's own loop is parked on a track that never yields.
 * the sender's ``_send_keyframe`` is replaced on the instance, so that a PLI or
   FIR from the viewer reaches us.
 
@@ -23,13 +35,23 @@ The tested range is pinned in ``pyproject.toml``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import queue
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from struct import pack
 from typing import Any, Protocol
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
-from aiortc.rtp import RtpPacket
+from aiortc import RTCRtpReceiver, RTCRtpSender, clock, rtcrtpreceiver, rtcrtpsender
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtpPacket,
+)
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
@@ -45,26 +67,180 @@ class PacketSink(Protocol):
 class JitterBufferTap:
     """Stands in for aiortc's ``JitterBuffer`` on a receiver: forwards, never yields frames."""
 
-    __slots__ = ("_sink",)
+    __slots__ = ("_sink", "taken")
 
     def __init__(self, sink: PacketSink) -> None:
         self._sink = sink
+        self.taken: RtpPacket | None = None
+        """The last packet handed to the sink (after RTX unwrapping), until forwarded."""
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         """Called by aiortc for each depayloaded packet; returns (send_pli, no_frame)."""
         data: bytes = getattr(packet, "_data", b"")
+        self.taken = packet
         return self._sink.on_rtp(packet, data), None
 
 
-def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
-    """Route a receiver's packets to ``sink`` instead of aiortc's jitter buffer and decoder."""
+def tap_receiver(
+    receiver: RTCRtpReceiver,
+    sink: PacketSink,
+    forward: Callable[[RtpPacket], Awaitable[None]] | None = None,
+) -> None:
+    """Route a receiver's packets to ``sink`` instead of aiortc's jitter buffer and decoder.
+
+    With ``forward``, each packet the sink took is then awaited through ``forward``, on the
+    same call that received it.
+    """
     for attribute in (_JITTER_BUFFER_ATTR, _DECODER_QUEUE_ATTR):
         if not hasattr(receiver, attribute):
             raise RuntimeError(_broken(f"RTCRtpReceiver has no attribute {attribute}"))
-    setattr(receiver, _JITTER_BUFFER_ATTR, JitterBufferTap(sink))
+    tap = JitterBufferTap(sink)
+    setattr(receiver, _JITTER_BUFFER_ATTR, tap)
     stopped: queue.Queue[None] = queue.Queue()
     stopped.put(None)  # decoder_worker's stop marker: its thread ends as soon as it starts
     setattr(receiver, _DECODER_QUEUE_ATTR, stopped)
+    if forward is None:
+        return
+    handle = receiver._handle_rtp_packet
+
+    async def handle_and_forward(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handle(packet, arrival_time_ms)
+        taken = tap.taken
+        if taken is not None:
+            tap.taken = None
+            await forward(taken)
+
+    receiver._handle_rtp_packet = handle_and_forward  # type: ignore[method-assign]
+
+
+class _ParkedTrack(MediaStreamTrack):
+    """The echo sender's track: never yields, so aiortc's own send loop just waits."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        """Wait until the track ends (called once by aiortc's RTP sender loop)."""
+        await asyncio.shield(self._ended)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+
+class EchoRtpSender:
+    """Sends already-packetized VP8 through an aiortc sender, as its packetizer would."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        for attribute in _SENDER_ATTRS:
+            if not hasattr(sender, attribute):
+                raise RuntimeError(_broken(f"RTCRtpSender has no attribute {attribute}"))
+        self.track: MediaStreamTrack = _ParkedTrack()
+        """Give this to ``addTrack``/``replaceTrack``: it keeps aiortc's own loop idle."""
+        internals: Any = sender
+        self._sender = internals
+        self._history: dict[int, RtpPacket] = internals._RTCRtpSender__rtp_history
+        self._payload_type = 0
+        self._mid: str | None = None
+        self._header: _HeaderTemplate | None = None
+        start = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self._payload_type = parameters.codecs[0].payloadType or 0
+            self._mid = parameters.muxId
+            await start(parameters)
+            self._header = _HeaderTemplate.make(
+                internals._RTCRtpSender__rtp_header_extensions_map, self._mid)
+
+        sender.send = send  # type: ignore[method-assign]
+
+    @property
+    def ready(self) -> bool:
+        """Whether the sender has started (its transport is up), so packets can go."""
+        return self._header is not None
+
+    def serialize(self, payload: bytes, marker: bool, sequence_number: int, timestamp: int,
+                  abs_send_time: int) -> bytes:
+        """The packet's bytes, exactly as aiortc's ``RtpPacket.serialize`` would make them."""
+        header = self._header
+        assert header is not None, "the sender has not started"
+        fixed = pack("!BBHLL", header.first_byte, (marker << 7) | self._payload_type,
+                     sequence_number, timestamp, self._sender._ssrc)
+        if header.abs_send_time_at is None:
+            return b"".join((fixed, header.extensions, payload))
+        at = header.abs_send_time_at
+        extensions = header.extensions
+        return b"".join((fixed, extensions[:at], abs_send_time.to_bytes(3, "big"),
+                         extensions[at + 3:], payload))
+
+    async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
+                       timestamp: int, abs_send_time: int | None = None) -> None:
+        """Send one RTP packet with the sender's SSRC; dropped if the transport is down.
+
+        ``abs_send_time``: the original sender's, kept if given (else now). The packet goes
+        into the sender's history (for NACKs); its RTCP counters are kept.
+        """
+        sender = self._sender
+        packet = RtpPacket(self._payload_type, int(marker), sequence_number, timestamp,
+                           sender._ssrc, payload)
+        ntp = 0
+        if abs_send_time is None or marker:
+            ntp = clock.current_ntp_time()
+            if abs_send_time is None:
+                abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        packet.extensions.abs_send_time = abs_send_time
+        packet.extensions.mid = self._mid
+        self._history[sequence_number % RTP_HISTORY_SIZE] = packet
+        try:
+            await sender.transport._send_rtp(
+                self.serialize(payload, marker, sequence_number, timestamp, abs_send_time))
+        except ConnectionError:
+            return
+        if marker:  # the sender report pairs a frame's timestamp with when it went out
+            sender._RTCRtpSender__ntp_timestamp = ntp
+            sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += len(payload)
+        sender._RTCRtpSender__packet_count += 1
+
+
+@dataclass(frozen=True)
+class _HeaderTemplate:
+    """A sender's RTP header extensions, serialized once by aiortc, to patch per packet."""
+
+    first_byte: int
+    """Version 2, and the X bit when there are extensions."""
+    extensions: bytes
+    """The extension block (profile, length, elements, padding), or empty."""
+    abs_send_time_at: int | None
+    """Where in ``extensions`` the 3-byte abs-send-time value is, if negotiated."""
+
+    @classmethod
+    def make(cls, extensions_map: HeaderExtensionsMap, mid: str | None) -> _HeaderTemplate:
+        """Serialize with aiortc's map; two probes with different abs-send-times show where
+        its value sits."""
+        zero = HeaderExtensions(mid=mid, abs_send_time=0)
+        ones = HeaderExtensions(mid=mid, abs_send_time=0xFFFFFF)
+        profile, value = extensions_map.set(zero)
+        if not value:
+            return cls(0x80, b"", None)
+        block = pack("!HH", profile, len(value) >> 2) + value
+        changed = [i for i, (a, b) in enumerate(zip(value, extensions_map.set(ones)[1],
+                                                    strict=True)) if a != b]
+        if not changed:
+            return cls(0x90, block, None)
+        if changed != list(range(changed[0], changed[0] + 3)):
+            raise RuntimeError(_broken("abs-send-time is not a 3-byte header extension"))
+        return cls(0x90, block, 4 + changed[0])
+
+
+_SENDER_ATTRS = tuple(f"_RTCRtpSender__{name}" for name in (
+    "rtp_history", "rtp_header_extensions_map", "ntp_timestamp", "rtp_timestamp",
+    "octet_count", "packet_count"))
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -83,7 +259,13 @@ def check_compat() -> None:
         (RTCRtpReceiver._handle_rtp_packet, "await self._send_rtcp_pli(packet.ssrc)"),
         (RTCRtpReceiver._handle_rtp_packet, "packet._data = depayload("),
         (RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()"),
-        (RTCRtpSender._next_encoded_frame, "self.__encoder.pack(data)"),
+        (RTCRtpSender._next_encoded_frame, "await self.__track.recv()"),
+        (RTCRtpSender._retransmit, "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)"),
+        (RTCRtpSender._run_rtcp, "rtp_timestamp=self.__rtp_timestamp,"),
+        (RTCRtpSender._run_rtcp, "packet_count=self.__packet_count & 0xFFFFFFFF,"),
+        (RTCRtpSender.send, "self.__rtp_header_extensions_map.configure(parameters)"),
+        (rtcrtpsender.RTCRtpSender._run_rtp, "self.__ntp_timestamp = clock.current_ntp_time()"),
+        (RTCRtpReceiver._handle_rtp_packet, "packet = unwrap_rtx(packet"),
     ]
     for function, needle in expected:
         try:

@@ -1,32 +1,32 @@
-"""The media path of one session: RTP in, encoded frames out, nothing decoded.
+"""The media path of one session: RTP in, RTP and encoded frames out, nothing decoded.
 
-Packets from the browser are reassembled into VP8 frames
-(:class:`~echo_widget.vp8.FrameAssembler`); each frame goes, unchanged, to the
-echo track (which aiortc's sender packetizes without encoding) and to the
-recorder. Keyframe requests from the viewer, from the recorder and from loss
-are turned into RTCP PLIs towards the browser, at most one per
-``min_pli_interval``.
+Each packet from the browser is echoed at once, as an SFU does: same payload and
+marker, re-stamped with the echo sender's SSRC and payload type and with
+sequence numbers and timestamps shifted by a fixed offset (so gaps stay gaps and
+a retransmission fills the same hole on the viewer's side). The echo starts on a
+keyframe's first packet. The same packets are reassembled into VP8 frames
+(:class:`~echo_widget.vp8.FrameAssembler`) for the recorder and the statistics.
+Keyframe requests from the viewer, from the recorder and from loss are turned
+into RTCP PLIs towards the browser, at most one per ``min_pli_interval``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from .vp8 import VIDEO_CLOCK_RATE, EncodedFrame, FrameAssembler, keyframe_size
+from .vp8 import EncodedFrame, FrameAssembler, is_keyframe, keyframe_size, starts_frame
 
 if TYPE_CHECKING:
     from .recorder import Recorder
 
-_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+_FRAME_TICKS = 3000
+"""One frame at 30 fps in 90 kHz units: the timestamp step where the echo restarts."""
 
 
 @dataclass
@@ -35,6 +35,8 @@ class MediaCounters:
 
     frames_received: int = 0
     frames_forwarded: int = 0
+    """Frames whose last packet was echoed."""
+    packets_forwarded: int = 0
     frames_recorded: int = 0
     frames_dropped: int = 0
     """Frames not recorded because ffmpeg fell behind or the recorder waited for a keyframe."""
@@ -52,43 +54,16 @@ class MediaCounters:
         return asdict(self)
 
 
-class ForwardedVideoTrack(MediaStreamTrack):
-    """The echo track: yields the received frames as ``av.Packet``s for aiortc to packetize."""
+class EchoOutput(Protocol):
+    """Where the forwarder sends the echo (:class:`~echo_widget._aiortc_compat.EchoRtpSender`)."""
 
-    kind = "video"
+    @property
+    def ready(self) -> bool:
+        """Whether packets can be sent yet."""
 
-    def __init__(self, counters: MediaCounters, max_queue: int = 30) -> None:
-        super().__init__()
-        self._counters = counters
-        self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(max_queue)
-
-    def push(self, frame: EncodedFrame) -> bool:
-        """Queue a frame for sending; False if the sender has fallen too far behind."""
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
-        """Wait for the next frame to echo (called by aiortc's RTP sender)."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = await self._queue.get()
-        if frame is None:
-            raise MediaStreamError
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        packet.time_base = _TIME_BASE
-        self._counters.frames_forwarded += 1
-        return packet
-
-    def stop(self) -> None:
-        """End the track: aiortc's sender loop stops at its next ``recv``."""
-        super().stop()
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+    async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
+                       timestamp: int, abs_send_time: int | None = None) -> None:
+        """Send one RTP packet of the echo (``abs_send_time``: the browser's, if it sent one)."""
 
 
 class MediaForwarder:
@@ -102,7 +77,8 @@ class MediaForwarder:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.counters = counters
-        self.track = ForwardedVideoTrack(counters)
+        self.echo: EchoOutput | None = None
+        """Where packets are echoed; nothing is echoed while None."""
         self.recorder: Recorder | None = None
         self.last_packet_at: float | None = None
         """Clock reading at the last packet received, None before the first."""
@@ -113,7 +89,11 @@ class MediaForwarder:
         self._min_pli_interval = min_pli_interval
         self._last_pli_at = -min_pli_interval
         self._keyframe_wanted = False
-        self._echo_waits_for_keyframe = True
+        self._ssrc: int | None = None
+        self._offsets: tuple[int, int] | None = None
+        """Added to (sequence number, timestamp) of echoed packets; None until the echo starts."""
+        self._last_echoed = (random.randrange(1 << 15) - 1, random.randrange(1 << 32))
+        self._starts_keyframe = False
 
     def request_keyframe(self) -> None:
         """Ask the browser for a keyframe with the next outgoing PLI (rate-limited)."""
@@ -134,6 +114,13 @@ class MediaForwarder:
         self._assembler.add(
             packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload, data
         )
+        if packet.ssrc != self._ssrc:  # a new stream: the echo restarts on its first keyframe
+            self._ssrc = packet.ssrc
+            self._offsets = None
+        if self._offsets is None:
+            self._starts_keyframe = starts_frame(packet.payload) and is_keyframe(data)
+            if not self._starts_keyframe:
+                self._keyframe_wanted = True
         if self._keyframe_wanted and now - self._last_pli_at >= self._min_pli_interval:
             self._keyframe_wanted = False
             self._last_pli_at = now
@@ -141,9 +128,31 @@ class MediaForwarder:
             return True
         return False
 
+    async def forward(self, packet: RtpPacket) -> None:
+        """Echo the packet :meth:`on_rtp` just took, re-stamped; from a keyframe on."""
+        echo = self.echo
+        if echo is None or not echo.ready:
+            return
+        offsets = self._offsets
+        if offsets is None:
+            if not self._starts_keyframe:
+                return
+            last_seq, last_ts = self._last_echoed
+            offsets = self._offsets = ((last_seq + 1 - packet.sequence_number) & 0xFFFF,
+                                       (last_ts + _FRAME_TICKS - packet.timestamp) & 0xFFFFFFFF)
+        sequence_number = (packet.sequence_number + offsets[0]) & 0xFFFF
+        timestamp = (packet.timestamp + offsets[1]) & 0xFFFFFFFF
+        self._last_echoed = (sequence_number, timestamp)
+        await echo.send_rtp(packet.payload, bool(packet.marker), sequence_number, timestamp,
+                            packet.extensions.abs_send_time)
+        counters = self.counters
+        counters.packets_forwarded += 1
+        if packet.marker:
+            counters.frames_forwarded += 1
+
     def stop(self) -> None:
-        """Stop the echo track; the recorder is closed by its owner."""
-        self.track.stop()
+        """Stop echoing; the recorder is closed by its owner."""
+        self.echo = None
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         counters = self.counters
@@ -152,19 +161,11 @@ class MediaForwarder:
             counters.keyframes += 1
             self._keyframe_wanted = False
             self.frame_size = keyframe_size(frame.data)
-        if self._echo_waits_for_keyframe and not frame.keyframe:
-            self.request_keyframe()
-        elif self.track.push(frame):
-            self._echo_waits_for_keyframe = False
-        else:
-            self._echo_waits_for_keyframe = True
-            self.request_keyframe()
         if self.recorder is not None and not self.recorder.push(frame):
             self.request_keyframe()
 
     def _on_loss(self) -> None:
         self.counters.losses += 1
-        self._echo_waits_for_keyframe = True
         if self.recorder is not None:
             self.recorder.resync()
         self.request_keyframe()

@@ -3,7 +3,7 @@
 A session runs as a single task that owns everything it starts: it answers
 the offer, then handles what arrives in its inbox (ICE candidates, the
 connection coming up, the end) one at a time, and always tears down in the
-same place: echo track stopped, peer closed, recording finalized.
+same place: echo stopped, peer closed, recording finalized.
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 
 from . import protocol
-from ._aiortc_compat import on_keyframe_request, tap_receiver
+from ._aiortc_compat import (
+    EchoRtpSender,
+    on_keyframe_request,
+    tap_receiver,
+)
 from .media import MediaCounters, MediaForwarder
 from .recorder import Recorder, RecorderError
 
@@ -223,9 +227,11 @@ class EchoSession:
             codec for codec in RTCRtpSender.getCapabilities("video").codecs
             if codec.mimeType.lower() in ("video/vp8", "video/rtx")
         ])
-        tap_receiver(echo.receiver, self.forwarder)
+        tap_receiver(echo.receiver, self.forwarder, self.forwarder.forward)
         self._open_recorder()
-        pc.addTrack(self.forwarder.track)
+        output = EchoRtpSender(echo.sender)
+        pc.addTrack(output.track)
+        self.forwarder.echo = output
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)
         await pc.setLocalDescription(await pc.createAnswer())
         self._send(protocol.answer(self.id, pc.localDescription.sdp))

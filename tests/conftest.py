@@ -15,7 +15,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from echo_widget import EchoWidget
 from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
@@ -184,15 +184,34 @@ class EchoClient:
         ])
         self.echoed: list[EncodedFrame] = []
         self.echo_packets = 0
+        self.echo_timestamps: set[int] = set()
         self.keyframe_requests: list[float] = []
+        self.rtcp_in: list[AnyRtcpPacket] = []
+        """RTCP from the kernel: reports on the echo, and feedback on what this client sends."""
+        self.rtcp_out: list[AnyRtcpPacket] = []
+        """RTCP this client's receiver sent about the echo (RR, NACK, PLI, REMB)."""
         self._send_pli = False
         self._assembler = FrameAssembler(self.echoed.append, lambda: None)
         tap_receiver(self.transceiver.receiver, self)
         on_keyframe_request(self.transceiver.sender, self._on_keyframe_request)
+        receiver, sender = self.transceiver.receiver, self.transceiver.sender
+        for peer in (receiver, sender):
+            peer._handle_rtcp_packet = self._spy(  # type: ignore[method-assign]
+                peer._handle_rtcp_packet, self.rtcp_in)
+        receiver._send_rtcp = self._spy(  # type: ignore[method-assign]
+            receiver._send_rtcp, self.rtcp_out)
+
+    @staticmethod
+    def _spy(method: Any, seen: list[AnyRtcpPacket]) -> Any:
+        async def spy(packet: AnyRtcpPacket) -> None:
+            seen.append(packet)
+            await method(packet)
+        return spy
 
     # PacketSink for the echo coming back
     def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
         self.echo_packets += 1
+        self.echo_timestamps.add(packet.timestamp)
         self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
                             packet.payload, data)
         send, self._send_pli = self._send_pli, False

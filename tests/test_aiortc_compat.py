@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import aiortc
 import pytest
@@ -12,11 +13,23 @@ import tomllib
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from echo_widget import _aiortc_compat
-from echo_widget._aiortc_compat import JitterBufferTap, check_compat, tap_receiver
+from echo_widget._aiortc_compat import (
+    EchoRtpSender,
+    JitterBufferTap,
+    check_compat,
+    tap_receiver,
+)
 
 
 def test_installed_aiortc_is_in_the_pinned_range() -> None:
@@ -67,3 +80,49 @@ async def test_the_tap_replaces_the_jitter_buffer_and_the_sender_hook_works() ->
 
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
     assert requests == [1]
+
+
+def _vp8_parameters(extensions: list[RTCRtpHeaderExtensionParameters]) -> RTCRtpSendParameters:
+    return RTCRtpSendParameters(
+        codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+                RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                      parameters={"apt": 96})],
+        headerExtensions=extensions, muxId="0", rtcp=RTCRtcpParameters(cname="test"))
+
+
+@pytest.mark.parametrize("extensions", [
+    [RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+     RTCRtpHeaderExtensionParameters(
+         id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")],
+    [RTCRtpHeaderExtensionParameters(
+        id=14, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")],
+    [RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid")],
+    [],
+], ids=["mid+abs-send-time", "abs-send-time", "mid", "none"])
+async def test_the_echo_sender_writes_what_aiortc_would(
+        extensions: list[RTCRtpHeaderExtensionParameters]) -> None:
+    """EchoRtpSender's packets are byte for byte aiortc's, go into its NACK history, and
+    keep its sender-report counters; with the transport down they are dropped quietly."""
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                 [RTCCertificate.generateCertificate()])
+    sender = RTCRtpSender("video", transport)
+    echo = EchoRtpSender(sender)
+    sender.replaceTrack(echo.track)
+    assert not echo.ready
+    await sender.send(_vp8_parameters(extensions))
+    assert echo.ready
+    internals: Any = sender
+    for marker, sequence_number, timestamp, abs_send_time in [
+            (False, 0, 0, 0), (True, 65535, 2**32 - 1, 0xFFFFFF), (True, 1234, 567890, 0x0A0B0C)]:
+        expected = RtpPacket(96, int(marker), sequence_number, timestamp, sender._ssrc, b"vp8")
+        expected.extensions.mid = "0"
+        expected.extensions.abs_send_time = abs_send_time
+        wanted = expected.serialize(internals._RTCRtpSender__rtp_header_extensions_map)
+        assert echo.serialize(b"vp8", marker, sequence_number, timestamp,
+                              abs_send_time) == wanted
+    await echo.send_rtp(b"payload", True, 4321, 99, 0x010203)  # not connected: dropped
+    history = internals._RTCRtpSender__rtp_history[4321 % RTP_HISTORY_SIZE]
+    assert (history.sequence_number, history.payload) == (4321, b"payload")
+    assert internals._RTCRtpSender__packet_count == 0
+    echo.track.stop()
+    await sender.stop()

@@ -10,6 +10,13 @@ from pathlib import Path
 
 import pytest
 from aiortc.codecs import vpx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
 from echo_widget import EchoWidget
 
@@ -100,6 +107,41 @@ async def test_echo_is_byte_identical_and_recorded(
     assert (probe["width"], probe["height"]) == (640, 360)
     assert int(probe["nb_read_packets"]) == stats["frames_recorded"] > 30
     assert decode_errors(recording) == ""
+
+
+async def test_the_echo_is_forwarded_packet_by_packet_with_its_rtcp_right(vp8_clip: Path) -> None:
+    """What aiortc's own sender would give the viewer, without its packetizer: every echoed
+    packet is a received one, re-stamped; sender reports match the echoed stream; and the
+    browser still gets the kernel's bandwidth estimate (REMB) for what it sends."""
+    widget = EchoWidget(ice_servers=[])
+    client = EchoClient(Signaling(widget), vp8_clip, "rtcp", loop=True)
+    await client.connect()
+
+    def rembs(packets: list[AnyRtcpPacket]) -> list[tuple[int, list[int]]]:
+        return [unpack_remb_fci(p.fci) for p in packets
+                if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP]
+
+    own_ssrc = client.transceiver.sender._ssrc
+    await wait_until(lambda: any(own_ssrc in ssrcs for _, ssrcs in rembs(client.rtcp_in)), 15,
+                     "the kernel sent no REMB for the browser's stream")
+    await wait_until(lambda: len([p for p in client.rtcp_in if isinstance(p, RtcpSrPacket)]) >= 2,
+                     5, "two sender reports on the echo")
+    reports = [p for p in client.rtcp_in if isinstance(p, RtcpSrPacket)]
+    await client.close()
+    await widget.aclose()
+    stats = widget.stats
+
+    # Packet level: one echoed packet per received packet, not a re-packetized frame.
+    assert stats["packets_forwarded"] >= client.echo_packets > 0
+    assert stats["packets_forwarded"] <= stats["packets_received"]
+    # Sender reports: the echo's SSRC, a timestamp that was echoed, counts that add up.
+    echo_ssrc = reports[-1].ssrc
+    assert echo_ssrc != own_ssrc
+    for report in reports:
+        assert report.sender_info.rtp_timestamp in client.echo_timestamps
+        assert 0 < report.sender_info.packet_count <= stats["packets_forwarded"]
+        assert report.sender_info.octet_count > 1000 * report.sender_info.packet_count // 2
+    assert reports[-1].sender_info.packet_count > reports[0].sender_info.packet_count
 
 
 async def test_two_sessions_are_independent_and_record_to_separate_files(

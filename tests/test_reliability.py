@@ -402,9 +402,22 @@ def lossy_link(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("lossy_link", [5, 10], indirect=True)
 @pytest.mark.usefixtures("lossy_link")
 async def test_packet_loss_keeps_the_echo_playing_and_the_recording_clean(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiortc import RTCRtpSender
+    from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket
+
     from .conftest import clip_frames, make_clip
 
+    retransmitted: list[int] = []  # SSRCs of senders that answered a NACK from their history
+    retransmit = RTCRtpSender._retransmit
+
+    async def answer_nack(self: Any, sequence_number: int) -> None:
+        kept = self._RTCRtpSender__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)
+        if kept is not None and kept.sequence_number == sequence_number:
+            retransmitted.append(self._ssrc)
+        await retransmit(self, sequence_number)
+
+    monkeypatch.setattr(RTCRtpSender, "_retransmit", answer_nack)
     clip = make_clip(tmp_path / "clip.webm", seconds=8, gop=30)
     widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
     signaling = Signaling(widget)
@@ -414,11 +427,13 @@ async def test_packet_loss_keeps_the_echo_playing_and_the_recording_clean(
     await asyncio.sleep(3)
     count = len(client.echoed)
     await wait_until(lambda: len(client.echoed) > count + 15, 5, "the echo plays after the outage")
+    echo_ssrcs = {p.ssrc for p in client.rtcp_in if isinstance(p, RtcpSrPacket)}
     await client.close()
     await widget.aclose()
     stats = widget.stats
     print(f"\nloss: {stats}")
     assert stats["losses"] >= 1, "the outage must have cost frames"
+    assert echo_ssrcs & set(retransmitted), "the echo answered no NACK from its history"
     assert stats["plis_sent"] >= 2
     recording = tmp_path / "echo.webm"
     assert int(ffprobe_video(recording)["nb_read_packets"]) == stats["frames_recorded"] > 60

@@ -47,7 +47,8 @@ def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
     # the stats panel shows the kernel's numbers; the demo's w.plot() cell drew a figure
     page.wait_for_function("() => Number(document.querySelector('[data-stat=fps]')"
                            "?.textContent) > 5", timeout=10_000)
-    assert widget.locator("[data-stat=resolution]").inner_text() == "640\u00d7480"
+    resolution = widget.locator("[data-stat=resolution]").inner_text()
+    assert resolution == "640\u00d7480", f"the stats panel shows {resolution!r}"
     assert page.locator("img[src^='data:image/png']").count() >= 1, "w.plot() drew nothing"
     screenshot(page, shot_name)
 

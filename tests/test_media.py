@@ -1,0 +1,107 @@
+"""The packet-level echo of MediaForwarder: start on a keyframe, fixed offsets, restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc.rtp import RtpPacket
+
+from echo_widget.media import MediaCounters, MediaForwarder
+
+KEYFRAME = bytes([0x10, 0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01, 0xAA])
+"""VP8 descriptor (S=1, PID=0), then a 640x480 keyframe header."""
+DELTA = bytes([0x10, 0x01, 0x55, 0x66])
+MIDDLE = bytes([0x00, 0x77, 0x88])
+
+
+@dataclass
+class Output:
+    ready: bool = True
+    sent: list[tuple[bytes, bool, int, int, int | None]] = field(default_factory=list)
+
+    async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
+                       timestamp: int, abs_send_time: int | None = None) -> None:
+        self.sent.append((payload, marker, sequence_number, timestamp, abs_send_time))
+
+
+def packet(seq: int, ts: int, payload: bytes, *, marker: bool = False, ssrc: int = 1,
+           abs_send_time: int | None = None) -> RtpPacket:
+    p = RtpPacket(96, int(marker), seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc, payload)
+    p.extensions.abs_send_time = abs_send_time
+    return p
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def receive(forwarder: MediaForwarder, p: RtpPacket) -> bool:
+    """What the receiver hook does: on_rtp, then forward, for the same packet."""
+    pli = forwarder.on_rtp(p, p.payload[1:])
+    await forwarder.forward(p)
+    return pli
+
+
+async def test_the_echo_starts_on_a_keyframe_and_keeps_offsets_gaps_and_payloads() -> None:
+    clock = Clock()
+    forwarder = MediaForwarder(MediaCounters(), clock=clock)
+    output = forwarder.echo = Output()
+    assert await receive(forwarder, packet(100, 9000, DELTA, marker=True)), "PLI until a keyframe"
+    assert not await receive(forwarder, packet(101, 12000, DELTA, marker=True)), "rate-limited"
+    assert output.sent == []
+
+    await receive(forwarder, packet(102, 15000, KEYFRAME, abs_send_time=0x123456))
+    await receive(forwarder, packet(103, 15000, MIDDLE, marker=True))
+    await receive(forwarder, packet(105, 18000, DELTA))  # 104 lost: the gap stays a gap
+    await receive(forwarder, packet(104, 18000, MIDDLE))  # ... until it is retransmitted
+    await receive(forwarder, packet(106, 18000, MIDDLE, marker=True))
+
+    payloads = [sent[0] for sent in output.sent]
+    assert payloads == [KEYFRAME, MIDDLE, DELTA, MIDDLE, MIDDLE]
+    assert [sent[1] for sent in output.sent] == [False, True, False, False, True]
+    seq_offset = (output.sent[0][2] - 102) & 0xFFFF
+    ts_offset = (output.sent[0][3] - 15000) & 0xFFFFFFFF
+    for (_, _, seq, ts, _), original in zip(output.sent, [(102, 15000), (103, 15000),
+                                            (105, 18000), (104, 18000), (106, 18000)],
+                                            strict=True):
+        assert (seq, ts) == ((original[0] + seq_offset) & 0xFFFF,
+                             (original[1] + ts_offset) & 0xFFFFFFFF)
+    assert output.sent[0][4] == 0x123456, "the browser's abs-send-time is kept"
+    assert forwarder.counters.packets_forwarded == 5
+    assert forwarder.counters.frames_forwarded == 2
+    assert forwarder.frame_size == (640, 480)
+
+
+async def test_a_new_stream_restarts_the_echo_on_its_keyframe_without_a_jump() -> None:
+    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
+    output = forwarder.echo = Output()
+    await receive(forwarder, packet(65535, 2**32 - 10, KEYFRAME, marker=True))
+    await receive(forwarder, packet(0, 2990, DELTA, marker=True))  # both wrap
+    last_seq, last_ts = output.sent[-1][2], output.sent[-1][3]
+    assert (last_seq - output.sent[0][2]) & 0xFFFF == 1
+    assert (last_ts - output.sent[0][3]) & 0xFFFFFFFF == 3000
+
+    await receive(forwarder, packet(7000, 500, DELTA, marker=True, ssrc=2))  # a new SSRC
+    assert len(output.sent) == 2, "a new stream's delta frame is not echoed"
+    await receive(forwarder, packet(7001, 3500, KEYFRAME, marker=True, ssrc=2))
+    assert output.sent[-1][0] == KEYFRAME
+    assert output.sent[-1][2] == (last_seq + 1) & 0xFFFF, "sequence numbers continue"
+    assert output.sent[-1][3] == (last_ts + 3000) & 0xFFFFFFFF, "one frame later"
+
+
+async def test_nothing_is_echoed_before_the_sender_is_ready_or_after_stop() -> None:
+    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
+    await receive(forwarder, packet(1, 0, KEYFRAME, marker=True))  # no output yet
+    output = forwarder.echo = Output(ready=False)
+    await receive(forwarder, packet(2, 3000, KEYFRAME, marker=True))
+    output.ready = True
+    await receive(forwarder, packet(3, 6000, DELTA, marker=True))
+    assert output.sent == [], "the echo waits for a keyframe once the sender is up"
+    await receive(forwarder, packet(4, 9000, KEYFRAME, marker=True))
+    forwarder.stop()
+    await receive(forwarder, packet(5, 12000, DELTA, marker=True))
+    assert [sent[0] for sent in output.sent] == [KEYFRAME]
+    assert forwarder.counters.frames_received == 5
