@@ -104,12 +104,14 @@ def reserve_path(requested: Path) -> Path:
 
 
 class Recorder:
-    """One recording: an ffmpeg process fed IVF frames from a bounded queue.
+    """One recording: an ffmpeg process fed IVF frames, never waited for.
 
     :meth:`open` is synchronous: it finds ffmpeg and reserves the file (raising
-    :class:`RecorderError` at once if either fails), then one task starts ffmpeg
-    and writes. Frames pushed while ffmpeg starts wait in the queue, so the
-    recording starts on the session's first keyframe.
+    :class:`RecorderError` at once if either fails), then one task starts ffmpeg.
+    Frames pushed while ffmpeg starts wait in a bounded queue, so the recording
+    starts on the session's first keyframe; once that queue is written, frames go
+    straight into the pipe's non-blocking transport (no task hand-off per frame),
+    and are dropped while more than ``max_buffer`` bytes wait for ffmpeg.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Recorder:
         *,
         on_error: Callable[[str], None],
         max_queue: int = 120,
+        max_buffer: int = 8 << 20,
     ) -> None:
         self.path = path
         self._executable = executable
@@ -127,6 +130,9 @@ class Recorder:
         self._on_error = on_error
         self._queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue(max_queue)
         self._process: asyncio.subprocess.Process | None = None
+        self._stdin: asyncio.StreamWriter | None = None
+        """ffmpeg's stdin once the start-up queue is written: frames then go straight in."""
+        self._max_buffer = max_buffer
         self._watcher: asyncio.Task[None] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._first_pts: int | None = None
@@ -199,6 +205,14 @@ class Recorder:
             self._waiting_for_keyframe = True
 
     def _offer(self, chunk: bytes, *, is_frame: bool) -> bool:
+        stdin = self._stdin
+        if stdin is not None:
+            if stdin.is_closing() or stdin.transport.get_write_buffer_size() > self._max_buffer:
+                return False
+            stdin.write(chunk)
+            self._counters.frames_recorded += is_frame
+            self._counters.bytes_recorded += len(chunk)
+            return True
         try:
             self._queue.put_nowait((chunk, is_frame))
         except asyncio.QueueFull:
@@ -243,13 +257,16 @@ class Recorder:
         assert stdin is not None
         item: tuple[bytes, bool] | None = first
         try:
-            while item is not None:
+            while item is not None:  # what was queued while ffmpeg started
                 chunk, is_frame = item
                 stdin.write(chunk)
                 await stdin.drain()
                 self._counters.frames_recorded += is_frame
                 self._counters.bytes_recorded += len(chunk)
+                if self._queue.empty() and not self._closed:
+                    self._stdin = stdin  # from now on push() writes; only the end comes here
                 item = await self._queue.get()
+            await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             self._failed = True  # ffmpeg is gone: _watch_process says why
         finally:

@@ -163,3 +163,38 @@ async def test_ffmpeg_killed_mid_recording_keeps_what_was_recorded(
     with av.open(str(path)) as container:  # what was written before the kill still plays
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded > 0
+
+
+async def test_a_stalled_ffmpeg_costs_frames_never_memory_or_a_wait(
+        tmp_path: Path, vp8_clip: Path) -> None:
+    """ffmpeg stopped (SIGSTOP): pushes still return at once, at most ``max_buffer`` bytes
+    wait, frames are dropped; when it resumes, the recording goes on from a keyframe."""
+    counters = MediaCounters()
+    errors: list[str] = []
+    max_buffer = 64 << 10
+    recorder = Recorder(reserve_path(tmp_path / "rec.webm"), find_ffmpeg(), counters,
+                        on_error=errors.append, max_buffer=max_buffer)
+    clip = frames_of(vp8_clip)
+    frames = [EncodedFrame(f.data, 3000 * i, f.keyframe)  # the clip 5 times, time going on
+              for i, f in enumerate(clip * 5)]
+    recorder.push(frames[0])
+    await asyncio.sleep(0.5)  # ffmpeg is up and the start-up queue is written
+    assert recorder.pid is not None
+    os.kill(recorder.pid, signal.SIGSTOP)
+    try:
+        accepted = [recorder.push(frame) for frame in frames[1:3 * len(clip)]]
+        transport = recorder._stdin.transport  # type: ignore[union-attr]
+        waiting = transport.get_write_buffer_size()
+    finally:
+        os.kill(recorder.pid, signal.SIGCONT)
+    assert not all(accepted), "a stalled ffmpeg must cost frames"
+    assert waiting <= max_buffer + max(len(f.data) for f in frames) + 12
+    assert counters.frames_dropped > 0
+    for frame in frames[3 * len(clip):]:  # after the stall: on from the next keyframe
+        recorder.push(frame)
+        await asyncio.sleep(0.002)
+    path = await recorder.aclose()
+    assert errors == []
+    assert path is not None
+    assert int(ffprobe_video(path)["nb_read_packets"]) == counters.frames_recorded
+    assert decode_errors(path) == ""
