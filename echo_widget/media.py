@@ -67,7 +67,7 @@ class EchoOutput(Protocol):
 
 
 class MediaForwarder:
-    """Receives one browser's packets and feeds the echo track and the recorder."""
+    """Receives one browser's packets, echoes each at once, and feeds the recorder."""
 
     def __init__(
         self,
