@@ -66,6 +66,16 @@ class EchoOutput(Protocol):
         """Send one RTP packet of the echo (``abs_send_time``: the browser's, if it sent one)."""
 
 
+def _clear(flags: bytearray, start: int, count: int) -> None:
+    """Zero ``count`` flags from ``start``, wrapping around the end."""
+    end = start + count
+    if end <= len(flags):
+        flags[start:end] = bytes(count)
+    else:
+        flags[start:] = bytes(len(flags) - start)
+        flags[:end - len(flags)] = bytes(end - len(flags))
+
+
 class MediaForwarder:
     """Receives one browser's packets, echoes each at once, and feeds the recorder."""
 
@@ -94,6 +104,11 @@ class MediaForwarder:
         """Added to (sequence number, timestamp) of echoed packets; None until the echo starts."""
         self._last_echoed = (random.randrange(1 << 15) - 1, random.randrange(1 << 32))
         self._starts_keyframe = False
+        self._echoed = bytearray(1 << 16)
+        """1 at each incoming sequence number echoed in the last half cycle: a packet that
+        comes again (a retransmission of what did arrive, or a browser probing bandwidth with
+        old packets over RTX) is not echoed twice."""
+        self._highest_echoed = 0
 
     def request_keyframe(self) -> None:
         """Ask the browser for a keyframe with the next outgoing PLI (rate-limited)."""
@@ -134,13 +149,27 @@ class MediaForwarder:
         if echo is None or not echo.ready:
             return
         offsets = self._offsets
+        seq = packet.sequence_number
         if offsets is None:
             if not self._starts_keyframe:
                 return
             last_seq, last_ts = self._last_echoed
-            offsets = self._offsets = ((last_seq + 1 - packet.sequence_number) & 0xFFFF,
+            offsets = self._offsets = ((last_seq + 1 - seq) & 0xFFFF,
                                        (last_ts + _FRAME_TICKS - packet.timestamp) & 0xFFFFFFFF)
-        sequence_number = (packet.sequence_number + offsets[0]) & 0xFFFF
+            self._echoed = bytearray(1 << 16)
+            self._highest_echoed = (seq - 1) & 0xFFFF
+        echoed = self._echoed
+        if echoed[seq]:
+            return
+        echoed[seq] = 1
+        ahead = (seq - self._highest_echoed) & 0xFFFF
+        if ahead == 1:  # the usual case: forget the number half a cycle ahead
+            echoed[(seq + 0x8000) & 0xFFFF] = 0
+            self._highest_echoed = seq
+        elif ahead < 0x8000:  # a jump (loss): forget all those half a cycle ahead
+            _clear(echoed, (self._highest_echoed + 1 + 0x8000) & 0xFFFF, ahead)
+            self._highest_echoed = seq
+        sequence_number = (seq + offsets[0]) & 0xFFFF
         timestamp = (packet.timestamp + offsets[1]) & 0xFFFFFFFF
         self._last_echoed = (sequence_number, timestamp)
         await echo.send_rtp(packet.payload, bool(packet.marker), sequence_number, timestamp,

@@ -105,3 +105,27 @@ async def test_nothing_is_echoed_before_the_sender_is_ready_or_after_stop() -> N
     await receive(forwarder, packet(5, 12000, DELTA, marker=True))
     assert [sent[0] for sent in output.sent] == [KEYFRAME]
     assert forwarder.counters.frames_received == 5
+
+
+async def test_a_packet_that_comes_again_is_echoed_once_over_many_wraps() -> None:
+    """Retransmissions of packets that did arrive, and a browser's RTX bandwidth probes
+    (old packets sent again), are not echoed twice; no number is mistaken for a repeat after
+    the sequence numbers wrap, with or without gaps."""
+    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
+    output = forwarder.echo = Output()
+    await receive(forwarder, packet(40000, 0, KEYFRAME, marker=True))
+    await receive(forwarder, packet(40000, 0, KEYFRAME, marker=True))  # again
+    assert len(output.sent) == 1
+    assert forwarder.counters.frames_forwarded == 1
+    seq, ts, received = 40000, 0, [(40000, 0)]
+    # A jump (lost packets) whose forgotten numbers wrap past 65535, then over a full cycle.
+    for step in [1] * 58_136 + [400] + [1] * 70_000:
+        seq += step
+        ts += 3000
+        await receive(forwarder, packet(seq, ts, DELTA, marker=True))
+        received.append((seq, ts))
+        if len(received) % 500 == 0:  # a probe re-sends a recent packet
+            again_seq, again_ts = received[-3]
+            await receive(forwarder, packet(again_seq, again_ts, DELTA, marker=True))
+    assert len(output.sent) == len(received)
+    assert len({sent[2] for sent in output.sent[-1000:]}) == 1000
