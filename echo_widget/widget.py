@@ -353,7 +353,7 @@ class EchoWidget(anywidget.AnyWidget):
             offer.session, offer.sdp, config, self._counters,
             send=self.send, on_state=self._on_session_state,
             on_error=self._on_session_error, on_recording=self._on_recording,
-            on_finished=self._unfinished.discard,
+            on_finished=self._on_session_finished,
         )
         self._sessions[offer.session] = session
         self._unfinished.add(session)
@@ -374,6 +374,12 @@ class EchoWidget(anywidget.AnyWidget):
             self._ended_ids[session.id] = None
             if len(self._ended_ids) > 10_000:
                 del self._ended_ids[next(iter(self._ended_ids))]
+
+    def _on_session_finished(self, session: EchoSession) -> None:
+        """Forget a session that has torn down (a re-run cell's old widget keeps none)."""
+        self._unfinished.discard(session)
+        if session is self._latest:
+            self._latest = None
 
     def _on_session_error(self, session: EchoSession, message: str) -> None:
         logger.warning("echo-widget session %s: %s", session.id, message)
@@ -538,7 +544,7 @@ class EchoWidget(anywidget.AnyWidget):
                 await self._stats_task
             self._stats_task = None
         self.stats = self._stats_snapshot(fps=0.0, kbps=0.0)
-        if self._latest is not None:
+        if self.status != "idle":
             self.status = "closed"
 
     def close(self) -> None:

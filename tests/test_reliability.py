@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -492,6 +492,15 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
             baseline = _resources()
     after_cycles = _resources()
     assert baseline is not None
+    from echo_widget.media import MediaForwarder
+    from echo_widget.session import EchoSession
+    # No closed session is kept (in any widget: a re-run cell's old widget stays registered
+    # with ipywidgets until closed), nor its forwarder or peer connection.
+    sessions = [o for o in gc.get_objects() if isinstance(o, EchoSession)]
+    assert sessions == [], [(s.id, s.state, s.done) for s in sessions]
+    assert not any(isinstance(o, MediaForwarder) for o in gc.get_objects())
+    peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection)]
+    assert peers in ([], [client.pc]), f"{len(peers)} peer connections kept"
     assert len(widget.recordings) == SOAK_CYCLES
     client = EchoClient(signaling, vp8_clip, "long", loop=True)
     await client.connect()
