@@ -102,7 +102,9 @@ class MediaForwarder:
         self._ssrc: int | None = None
         self._offsets: tuple[int, int] | None = None
         """Added to (sequence number, timestamp) of echoed packets; None until the echo starts."""
-        self._last_echoed = (random.randrange(1 << 15) - 1, random.randrange(1 << 32))
+        self._last_out_seq = random.randrange(1 << 15) - 1
+        self._last_out_ts = random.randrange(1 << 32)
+        """The newest echoed packet's outgoing numbers: a restarted echo goes on from them."""
         self._starts_keyframe = False
         self._echoed = bytearray(1 << 16)
         """1 at each incoming sequence number echoed in the last half cycle: a packet that
@@ -153,25 +155,26 @@ class MediaForwarder:
         if offsets is None:
             if not self._starts_keyframe:
                 return
-            last_seq, last_ts = self._last_echoed
-            offsets = self._offsets = ((last_seq + 1 - seq) & 0xFFFF,
-                                       (last_ts + _FRAME_TICKS - packet.timestamp) & 0xFFFFFFFF)
+            offsets = self._offsets = (
+                (self._last_out_seq + 1 - seq) & 0xFFFF,
+                (self._last_out_ts + _FRAME_TICKS - packet.timestamp) & 0xFFFFFFFF)
             self._echoed = bytearray(1 << 16)
             self._highest_echoed = (seq - 1) & 0xFFFF
         echoed = self._echoed
         if echoed[seq]:
             return
         echoed[seq] = 1
-        ahead = (seq - self._highest_echoed) & 0xFFFF
-        if ahead == 1:  # the usual case: forget the number half a cycle ahead
-            echoed[(seq + 0x8000) & 0xFFFF] = 0
-            self._highest_echoed = seq
-        elif ahead < 0x8000:  # a jump (loss): forget all those half a cycle ahead
-            _clear(echoed, (self._highest_echoed + 1 + 0x8000) & 0xFFFF, ahead)
-            self._highest_echoed = seq
         sequence_number = (seq + offsets[0]) & 0xFFFF
         timestamp = (packet.timestamp + offsets[1]) & 0xFFFFFFFF
-        self._last_echoed = (sequence_number, timestamp)
+        ahead = (seq - self._highest_echoed) & 0xFFFF
+        if ahead < 0x8000:  # the newest so far (not a late retransmission)
+            if ahead == 1:  # the usual case: forget the number half a cycle ahead
+                echoed[(seq + 0x8000) & 0xFFFF] = 0
+            else:  # a jump (loss): forget all those half a cycle ahead
+                _clear(echoed, (self._highest_echoed + 1 + 0x8000) & 0xFFFF, ahead)
+            self._highest_echoed = seq
+            self._last_out_seq = sequence_number
+            self._last_out_ts = timestamp
         await echo.send_rtp(packet.payload, bool(packet.marker), sequence_number, timestamp,
                             packet.extensions.abs_send_time)
         counters = self.counters

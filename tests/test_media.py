@@ -81,15 +81,17 @@ async def test_a_new_stream_restarts_the_echo_on_its_keyframe_without_a_jump() -
     await receive(forwarder, packet(65535, 2**32 - 10, KEYFRAME, marker=True))
     await receive(forwarder, packet(0, 2990, DELTA, marker=True))  # both wrap
     last_seq, last_ts = output.sent[-1][2], output.sent[-1][3]
+    await receive(forwarder, packet(65534, 2**32 - 3010, MIDDLE))  # late: fills an old hole
+    assert len(output.sent) == 3
     assert (last_seq - output.sent[0][2]) & 0xFFFF == 1
     assert (last_ts - output.sent[0][3]) & 0xFFFFFFFF == 3000
 
     await receive(forwarder, packet(7000, 500, DELTA, marker=True, ssrc=2))  # a new SSRC
-    assert len(output.sent) == 2, "a new stream's delta frame is not echoed"
+    assert len(output.sent) == 3, "a new stream's delta frame is not echoed"
     await receive(forwarder, packet(7001, 3500, KEYFRAME, marker=True, ssrc=2))
     assert output.sent[-1][0] == KEYFRAME
     assert output.sent[-1][2] == (last_seq + 1) & 0xFFFF, "sequence numbers continue"
-    assert output.sent[-1][3] == (last_ts + 3000) & 0xFFFFFFFF, "one frame later"
+    assert output.sent[-1][3] == (last_ts + 3000) & 0xFFFFFFFF, "one frame after the newest"
 
 
 async def test_nothing_is_echoed_before_the_sender_is_ready_or_after_stop() -> None:
