@@ -40,7 +40,8 @@ pytestmark = pytest.mark.usefixtures("peer_network")
 
 STATE = ("import json; print(json.dumps({'status': w.status, 'error': w.error, "
          "'sessions': len(w._sessions), 'video': w.video, 'recordings': w.recordings, "
-         "**{k: w.stats[k] for k in ('width', 'height', 'fps', 'frames_received')}}))")
+         "**{k: w.stats[k] for k in ('width', 'height', 'fps', 'frames_received', "
+         "'recording', 'recording_bytes')}}))")
 
 
 def wait_kernel(kernel: Any, condition: Any, what: str, timeout: float = 20) -> dict[str, Any]:
@@ -152,6 +153,9 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     stopped = kernel_json(kernel, "import json; print(json.dumps(await w.stop_recording()))")
     assert stopped == [str(lab.root / "echo.webm")]  # the demo's record_to
     [take] = kernel_json(kernel, "import json; print(json.dumps(w.start_recording('take.webm')))")
+    # The kernel's own numbers first: the panel may still show the stopped recording's size.
+    wait_kernel(kernel, lambda s: s["recording"] and s["recording_bytes"] >= 1024,
+                "the take has its first keyframe in the file")
     page.wait_for_function("() => /KiB|MiB/.test(document.querySelector('[data-stat=recording]')"
                            ".textContent)", timeout=15_000)
     assert kernel_json(kernel, "import json; print(json.dumps(await w.stop_recording()))") == [
