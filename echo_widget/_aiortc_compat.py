@@ -171,12 +171,10 @@ class EchoRtpSender:
         assert header is not None, "the sender has not started"
         fixed = pack("!BBHLL", header.first_byte, (marker << 7) | self._payload_type,
                      sequence_number, timestamp, self._sender._ssrc)
-        if header.abs_send_time_at is None:
-            return b"".join((fixed, header.extensions, payload))
-        at = header.abs_send_time_at
-        extensions = header.extensions
-        return b"".join((fixed, extensions[:at], abs_send_time.to_bytes(3, "big"),
-                         extensions[at + 3:], payload))
+        if not header.has_abs_send_time:
+            return b"".join((fixed, header.before, payload))
+        return b"".join((fixed, header.before, abs_send_time.to_bytes(3, "big"), header.after,
+                         payload))
 
     async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
                        timestamp: int, abs_send_time: int | None = None) -> None:
@@ -214,10 +212,12 @@ class _HeaderTemplate:
 
     first_byte: int
     """Version 2, and the X bit when there are extensions."""
-    extensions: bytes
-    """The extension block (profile, length, elements, padding), or empty."""
-    abs_send_time_at: int | None
-    """Where in ``extensions`` the 3-byte abs-send-time value is, if negotiated."""
+    before: bytes
+    """The extension block (profile, length, elements, padding) up to the 3-byte
+    abs-send-time value; all of it (or nothing) when abs-send-time is not negotiated."""
+    after: bytes
+    """The rest of the extension block, after the abs-send-time value."""
+    has_abs_send_time: bool
 
     @classmethod
     def make(cls, extensions_map: HeaderExtensionsMap, mid: str | None) -> _HeaderTemplate:
@@ -227,15 +227,16 @@ class _HeaderTemplate:
         ones = HeaderExtensions(mid=mid, abs_send_time=0xFFFFFF)
         profile, value = extensions_map.set(zero)
         if not value:
-            return cls(0x80, b"", None)
+            return cls(0x80, b"", b"", False)
         block = pack("!HH", profile, len(value) >> 2) + value
         changed = [i for i, (a, b) in enumerate(zip(value, extensions_map.set(ones)[1],
                                                     strict=True)) if a != b]
         if not changed:
-            return cls(0x90, block, None)
+            return cls(0x90, block, b"", False)
         if changed != list(range(changed[0], changed[0] + 3)):
             raise RuntimeError(_broken("abs-send-time is not a 3-byte header extension"))
-        return cls(0x90, block, 4 + changed[0])
+        at = 4 + changed[0]
+        return cls(0x90, block[:at], block[at + 3:], True)
 
 
 _SENDER_ATTRS = tuple(f"_RTCRtpSender__{name}" for name in (
