@@ -76,6 +76,7 @@ class _Connected:
 
 _InboxItem = RTCIceCandidate | None | _End | _Connected
 _NO_MORE_CANDIDATES = None
+_PEER_CLOSE_TIMEOUT = 5.0
 
 
 class EchoSession:
@@ -312,16 +313,46 @@ class EchoSession:
                 await self._watchdog
         self.forwarder.stop()
         if self._pc is not None:
-            try:
-                await self._pc.close()
-            except Exception:
-                logger.exception("session %s: closing the peer connection failed", self.id)
+            await self._close_peer(self._pc)
         self.stop_recording()
         if self._finalizing:
             await asyncio.gather(*self._finalizing, return_exceptions=True)
         if self.state not in ("closed", "failed"):
             self._set_state("closed")
         self._on_finished(self)
+
+    async def _close_peer(self, pc: RTCPeerConnection) -> None:
+        """Close the peer, waiting at most ``_PEER_CLOSE_TIMEOUT``: the recording comes next.
+
+        At interpreter exit asyncio cancels aiortc's own tasks too, and a close() aiortc
+        started itself can then stall, leaving ours waiting on it. The close runs in this task
+        (not a new one, so it still comes first when it can), with a timer that cancels the
+        wait, as ``asyncio.timeout`` does on Python 3.11+.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(_PEER_CLOSE_TIMEOUT, expire)
+        try:
+            await pc.close()
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: undo our own cancel
+            if uncancel is not None:
+                uncancel()
+            logger.warning("session %s: the peer connection did not close in %g s",
+                           self.id, _PEER_CLOSE_TIMEOUT)
+        except Exception:
+            logger.exception("session %s: closing the peer connection failed", self.id)
+        finally:
+            timer.cancel()
 
     def _set_state(self, state: SessionState, message: str = "") -> None:
         self.state = state

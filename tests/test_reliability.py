@@ -337,7 +337,13 @@ def test_an_interpreter_that_ends_with_live_sessions_leaves_valid_files_and_no_f
         raise AssertionError(f"the script did not stream: {process.stderr.read()[-3000:]}")
     if how == "kill":
         process.kill()
-    assert process.wait(20) in (0, -9), "the interpreter must be able to exit"
+    try:
+        code = process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()  # don't leave it to the next tests
+        raise AssertionError("the interpreter did not exit in 20 s: "
+                             f"{process.communicate()[1][-3000:]}") from None
+    assert code in (0, -9), "the interpreter must be able to exit"
     deadline = time.monotonic() + 15
     while _ffmpeg_for(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
