@@ -111,10 +111,8 @@ async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, 
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from echo_widget._aiortc_compat import tap_receiver
-    from echo_widget.vp8 import FrameAssembler
-
-    sys.path.insert(0, str(ROOT))
-    from tests.conftest import PacedTrack  # MediaPlayer(decode=False), paced, looped
+    from echo_widget.media.vp8 import FrameAssembler
+    from echo_widget.testing import PacedTrack  # MediaPlayer(decode=False), paced, looped
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answers: dict[str, asyncio.Future[str]] = {}
@@ -295,14 +293,6 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             "answer_p50": _percentile(answers, 50), "connected": len(firsts)}
 
 
-def make_clip(path: Path) -> Path:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-         "-t", "10", "-c:v", "libvpx", "-b:v", "1.5M", "-deadline", "realtime", "-cpu-used", "8",
-         "-g", "60", "-keyint_min", "60", str(path)], check=True)
-    return path
-
-
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.1f}"
 
@@ -368,7 +358,10 @@ def main() -> None:
                  [str(ROOT / "tools" / "netns-run"), sys.executable, *sys.argv])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        clip = make_clip(work / "clip.webm")
+        from echo_widget.testing import make_clip
+
+        clip = make_clip(work / "clip.webm", size="1280x720", seconds=10, gop=60,
+                         bitrate="1.5M")
         results = []
         for mode in args.modes.split(","):
             counts = args.relay_streams if mode == "relay" else args.streams

@@ -27,9 +27,13 @@ needs small hooks instead:
   SFU keeps it. The sender's own loop is parked on a track that never yields.
 * the sender's ``_send_keyframe`` is replaced on the instance, so that a PLI or
   FIR from the viewer reaches us.
+* SDP and candidate parsing use ``aiortc.sdp``, which is not in aiortc's public API:
+  :func:`offered_media` and :func:`parse_candidate`.
 
-:func:`check_compat` verifies these names exist; it runs at import, and
-``tests/test_aiortc_compat.py`` fails loudly when an aiortc upgrade breaks them.
+This is the only module of echo-widget that imports anything of aiortc outside its
+``__all__``. :func:`check_compat` verifies every private name used here: it runs at import
+(a problem raises; sources it cannot read give a warning), and ``tests/test_aiortc_compat.py``
+runs it requiring the sources, so an aiortc upgrade that breaks them fails loudly.
 The tested range is pinned in ``pyproject.toml``.
 """
 
@@ -38,13 +42,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import queue
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from struct import pack
 from typing import Any, Protocol
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock, rtcrtpreceiver, rtcrtpsender
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import (
+    MediaStreamError,
+    MediaStreamTrack,
+    RTCIceCandidate,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    clock,
+    rtcdtlstransport,
+    rtcrtpreceiver,
+    rtcrtpsender,
+)
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import (
     RTP_HISTORY_SIZE,
@@ -52,6 +66,7 @@ from aiortc.rtp import (
     HeaderExtensionsMap,
     RtpPacket,
 )
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
@@ -249,9 +264,49 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-def check_compat() -> None:
-    """Raise RuntimeError if this aiortc lacks the internals the forwarding path uses."""
+@dataclass(frozen=True)
+class OfferedMedia:
+    """One m-line of an SDP, as far as the echo cares."""
+
+    kind: str
+    codecs: tuple[str, ...]
+    """MIME types, lower case (``video/vp8``, ``video/rtx``, ``audio/opus``, ...)."""
+    direction: str | None
+
+
+def offered_media(sdp: str) -> list[OfferedMedia]:
+    """The m-lines of an SDP, parsed by aiortc; raises ValueError when it can't be parsed."""
+    if not sdp.lstrip().startswith("v="):
+        raise ValueError("an SDP starts with 'v='")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise ValueError(repr(exc)) from exc
+    return [OfferedMedia(m.kind, tuple(c.mimeType.lower() for c in m.rtp.codecs), m.direction)
+            for m in description.media]
+
+
+def parse_candidate(line: str) -> RTCIceCandidate:
+    """An ICE candidate from its SDP form (with or without ``candidate:``)."""
+    candidate: RTCIceCandidate = candidate_from_sdp(line.removeprefix("candidate:"))
+    return candidate
+
+
+_RECEIVER_METHODS = ("_handle_rtp_packet", "_send_rtcp_pli", "_handle_rtcp_packet")
+_SENDER_METHODS = ("_send_keyframe", "_handle_rtcp_packet", "_retransmit", "_run_rtcp")
+
+
+def check_compat(*, require_sources: bool = False) -> None:
+    """Raise RuntimeError if this aiortc lacks the internals echo-widget uses.
+
+    Reading aiortc's sources is part of the check; when they can't be read (an install
+    without ``.py`` files), ``require_sources`` makes that an error, else a warning.
+    """
     problems: list[str] = []
+    for cls, names in ((RTCRtpReceiver, _RECEIVER_METHODS), (RTCRtpSender, _SENDER_METHODS),
+                       (rtcdtlstransport.RTCDtlsTransport, ("_send_rtp",))):
+        problems += [f"{cls.__name__}.{name} is missing" for name in names
+                     if not callable(getattr(cls, name, None))]
     expected: list[tuple[Callable[..., Any], str]] = [
         (RTCRtpReceiver.__init__, "self.__jitter_buffer = "),
         (RTCRtpReceiver.receive, "self.__decoder_queue,"),
@@ -267,16 +322,28 @@ def check_compat() -> None:
         (RTCRtpSender.send, "self.__rtp_header_extensions_map.configure(parameters)"),
         (rtcrtpsender.RTCRtpSender._run_rtp, "self.__ntp_timestamp = clock.current_ntp_time()"),
         (RTCRtpReceiver._handle_rtp_packet, "packet = unwrap_rtx(packet"),
+        (RTCRtpSender.__init__, "self._ssrc = random32()"),
+        (RTCRtpSender.__init__, "self.__rtp_history: dict[int, RtpPacket] = {}"),
+        (rtcdtlstransport.RTCDtlsTransport._send_rtp, "data = self._tx_srtp.protect(data)"),
+        (SessionDescription.parse, "direction"),
     ]
+    unreadable: list[str] = []
     for function, needle in expected:
         try:
             source = inspect.getsource(function)
-        except (OSError, TypeError):  # installed without sources: nothing to read
+        except (OSError, TypeError):  # installed without sources
+            unreadable.append(function.__qualname__)
             continue
         if needle not in source:
             problems.append(f"{function.__qualname__} no longer contains `{needle}`")
     if problems:
         raise RuntimeError(_broken("; ".join(problems)))
+    if unreadable:
+        detail = ("echo-widget could not check aiortc's internals (no source for "
+                  f"{', '.join(sorted(set(unreadable)))}); the forwarding path may break.")
+        if require_sources:
+            raise RuntimeError(_broken(detail))
+        warnings.warn(detail, RuntimeWarning, stacklevel=2)
 
 
 def _broken(detail: str) -> str:

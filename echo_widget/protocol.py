@@ -7,17 +7,19 @@ browser -> kernel::
                                                 "sdpMLineIndex": int | None} | None}
     {"type": "bye", "session": S}
     {"type": "hello", "session": S}        a view started (S: its first session id)
-    {"type": "error", "session": S, "message": str}
+    {"type": "error", "session": S, "message": str, "code"?: str}
                                            a problem the view met (camera, secure context, ICE)
 
 kernel -> browser::
 
     {"type": "answer", "session": S, "sdp": str}
-    {"type": "error", "session": S | None, "message": str, "fatal": bool}
+    {"type": "error", "session": S | None, "message": str, "code": str, "fatal": bool}
                                            fatal: the session has ended
 
 Every message carries ``session``, an id the JS view makes: each view is its
-own session with its own peer connection.
+own session with its own peer connection. An error's ``code`` says what it is
+(:data:`~echo_widget.errors.ErrorCode` from the kernel; ``camera-denied``, ... from a
+view), so that no side matches on the ``message`` text, which is for people.
 """
 
 from __future__ import annotations
@@ -26,20 +28,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCIceCandidate
-from aiortc.sdp import candidate_from_sdp
+
+from ._aiortc_compat import parse_candidate
+from .errors import ErrorCode
 
 MAX_SESSION_ID_LENGTH = 128
 MAX_SDP_LENGTH = 100_000
 MAX_CANDIDATE_LENGTH = 1_000
 MAX_ERROR_LENGTH = 1_000
+MAX_CODE_LENGTH = 64
 
 
 class ProtocolError(ValueError):
     """A message that can't be acted on; ``str(error)`` is the reply's message."""
 
-    def __init__(self, message: str, session: str | None = None) -> None:
+    def __init__(self, message: str, session: str | None = None,
+                 code: ErrorCode = "bad-message") -> None:
         super().__init__(message)
         self.session = session
+        self.code: ErrorCode = code
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class Hello:
 class BrowserError:
     session: str
     message: str
+    code: str | None = None
+    """What the view met (``camera-denied``, ``ice-failed``, ...); None from older views."""
 
 
 Message = Offer | Ice | Bye | Hello | BrowserError
@@ -104,7 +113,12 @@ def parse_message(content: object) -> Message:
         message = content.get("message")
         if not isinstance(message, str) or not message.strip():
             raise ProtocolError("An error message needs a 'message' string.", session)
-        return BrowserError(session, message[:MAX_ERROR_LENGTH])
+        code = content.get("code")
+        if code is not None and (not isinstance(code, str)
+                                 or not 0 < len(code) <= MAX_CODE_LENGTH):
+            raise ProtocolError(f"An error's 'code' must be a string of 1 to {MAX_CODE_LENGTH} "
+                                "characters.", session)
+        return BrowserError(session, message[:MAX_ERROR_LENGTH], code)
     raise ProtocolError(f"Unknown message type {str(kind)[:40]!r}: expected offer, ice, bye, "
                         "hello or error.", session)
 
@@ -130,7 +144,7 @@ def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:
     if mid is None and index is None:
         raise ProtocolError("A candidate needs an sdpMid or an sdpMLineIndex.", session)
     try:
-        candidate: RTCIceCandidate = candidate_from_sdp(line.removeprefix("candidate:"))
+        candidate = parse_candidate(line)
     except Exception as exc:
         raise ProtocolError(f"Could not parse ICE candidate {line[:80]!r}.", session) from exc
     candidate.sdpMid = mid
@@ -143,9 +157,11 @@ def answer(session: str, sdp: str) -> dict[str, Any]:
     return {"type": "answer", "session": session, "sdp": sdp}
 
 
-def error(session: str | None, message: str, *, fatal: bool = False) -> dict[str, Any]:
+def error(session: str | None, code: ErrorCode, message: str, *,
+          fatal: bool = False) -> dict[str, Any]:
     """An error reply; ``session`` is None when the message named no usable session.
 
     ``fatal``: the session has ended (the view shows it as failed).
     """
-    return {"type": "error", "session": session, "message": message, "fatal": fatal}
+    return {"type": "error", "session": session, "code": code, "message": message,
+            "fatal": fatal}

@@ -3,7 +3,8 @@
 A session runs as a single task that owns everything it starts: it answers
 the offer, then handles what arrives in its inbox (ICE candidates, the
 connection coming up, the end) one at a time, and always tears down in the
-same place: echo stopped, peer closed, recording finalized.
+same place: echo stopped, peer closed, recording finalized. It reports to its
+owner (the hub) through one :class:`SessionListener`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -25,27 +25,39 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription
 
-from . import protocol
-from ._aiortc_compat import (
-    EchoRtpSender,
-    on_keyframe_request,
-    tap_receiver,
-)
-from .media import MediaCounters, MediaForwarder
-from .recorder import Recorder, RecorderError
+from . import errors, protocol
+from ._aiortc_compat import EchoRtpSender, offered_media, on_keyframe_request, tap_receiver
+from .errors import ErrorCode
+from .media.forwarder import MediaForwarder
+from .media.frames import VideoFrames
+from .media.vp8 import VP8
+from .recording import Recorder, RecorderError
+from .stats import MediaCounters, SessionStats
 
 logger = logging.getLogger(__name__)
 
 SessionState = Literal["connecting", "connected", "closed", "failed"]
 
-ICE_FAILED_MESSAGE = (
-    "Could not connect the browser to the kernel (ICE failed). The kernel is probably on "
-    "another machine or behind a NAT/firewall: configure a TURN server that both can reach, "
-    "e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', "
-    "'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable."
-)
+
+
+class SessionListener(Protocol):
+    """What a session tells its owner."""
+
+    def send(self, content: dict[str, Any]) -> None:
+        """Send a signaling message to the session's view."""
+
+    def session_state_changed(self, session: EchoSession) -> None:
+        """``session.state`` changed."""
+
+    def session_error(self, session: EchoSession, code: ErrorCode, message: str) -> None:
+        """A problem the user should see (``message`` says what to do)."""
+
+    def recording_finalized(self, session: EchoSession, path: Path) -> None:
+        """A recording of the session is complete on disk."""
+
+    def session_finished(self, session: EchoSession) -> None:
+        """The session has torn down: peer closed, recordings finalized."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class SessionConfig:
 @dataclass(frozen=True)
 class _End:
     state: SessionState
+    code: ErrorCode | None = None
     message: str = ""
 
 
@@ -88,24 +101,17 @@ class EchoSession:
         offer_sdp: str,
         config: SessionConfig,
         counters: MediaCounters,
-        *,
-        send: Callable[[dict[str, Any]], None],
-        on_state: Callable[[EchoSession], None],
-        on_error: Callable[[EchoSession, str], None],
-        on_recording: Callable[[Path], None],
-        on_finished: Callable[[EchoSession], None],
+        listener: SessionListener,
     ) -> None:
         self.id = session_id
         self.state: SessionState = "connecting"
-        self.forwarder = MediaForwarder(counters)
+        self.forwarder = MediaForwarder(counters, VP8)
+        self.video = VideoFrames(counters, self.forwarder)
+        self.forwarder.tap(self.video.add)
         self._offer_sdp = offer_sdp
         self._config = config
         self._counters = counters
-        self._send = send
-        self._on_state = on_state
-        self._on_error = on_error
-        self._on_recording = on_recording
-        self._on_finished = on_finished
+        self._listener = listener
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
         self._pc: RTCPeerConnection | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -124,18 +130,35 @@ class EchoSession:
         """Queue a remote candidate (None: end of candidates); applied after the offer."""
         self._inbox.put_nowait(candidate)
 
-    def end(self, state: SessionState = "closed", message: str = "") -> None:
+    def end(self, state: SessionState = "closed", code: ErrorCode | None = None,
+            message: str = "") -> None:
         """Ask the session to end (e.g. on ``bye``); returns at once."""
-        self._inbox.put_nowait(_End(state, message))
+        self._inbox.put_nowait(_End(state, code, message))
 
     @property
     def done(self) -> bool:
         return self._task.done()
 
     @property
+    def live(self) -> bool:
+        """Connecting or connected."""
+        return self.state in ("connecting", "connected")
+
+    @property
     def recorder(self) -> Recorder | None:
         """The recording in progress, if any."""
-        return self.forwarder.recorder
+        sink = self.video.sink
+        return sink if isinstance(sink, Recorder) else None
+
+    def stats(self) -> SessionStats:
+        """This session's own figures."""
+        width, height = self.video.frame_size
+        recorder = self.recorder
+        return SessionStats(
+            width=width, height=height, rtt_ms=self.rtt_ms, packets_lost=self.packets_lost,
+            recording=recorder is not None,
+            recording_bytes=recorder.size if recorder is not None else 0,
+            recording_seconds=recorder.duration if recorder is not None else 0.0)
 
     def start_recording(self, path: Path) -> Path:
         """Start recording to ``path`` (or ``stem-N.ext``); returns the reserved path.
@@ -144,24 +167,22 @@ class EchoSession:
         the file is not available. The recording starts at the next keyframe,
         which is requested at once.
         """
-        if self.done or self.state in ("closed", "failed"):
+        if self.done or not self.live:
             raise RecorderError("This session has ended; display the widget again to record.")
-        if self.forwarder.recorder is not None:
-            raise RecorderError(f"Already recording to {self.forwarder.recorder.path}; "
+        if self.recorder is not None:
+            raise RecorderError(f"Already recording to {self.recorder.path}; "
                                 "call stop_recording() first.")
-        recorder = self.forwarder.recorder = self._new_recorder(path)
-        self.forwarder.request_keyframe()
+        recorder = Recorder.open(path, self._counters, on_error=self._recording_error)
+        self.video.attach(recorder)
         return recorder.path
 
-    def _new_recorder(self, path: Path) -> Recorder:
-        """A recorder for this session's frames; its problems go to the widget's ``error``."""
-        return Recorder.open(path, self._counters,
-                             on_error=lambda message: self._on_error(self, message))
+    def _recording_error(self, message: str) -> None:
+        self._listener.session_error(self, "recording", message)
 
     def stop_recording(self) -> asyncio.Task[Path | None] | None:
         """Stop the recording in progress; the task finalizes it (None: nothing to stop)."""
-        recorder, self.forwarder.recorder = self.forwarder.recorder, None
-        if recorder is None:
+        recorder = self.video.detach()
+        if not isinstance(recorder, Recorder):
             return None
         task = asyncio.ensure_future(self._finalize(recorder))
         self._finalizing.add(task)
@@ -171,7 +192,7 @@ class EchoSession:
     async def _finalize(self, recorder: Recorder) -> Path | None:
         path = await recorder.aclose()
         if path is not None:
-            self._on_recording(path)
+            self._listener.recording_finalized(self, path)
         return path
 
     async def update_transport_stats(self) -> None:
@@ -204,10 +225,10 @@ class EchoSession:
             await self._negotiate()
             await self._serve()
         except protocol.ProtocolError as exc:
-            self._fail(str(exc))
+            self._set_state("failed", exc.code, str(exc))
         except Exception as exc:  # never let one session's failure escape
             logger.exception("echo session %s failed", self.id)
-            self._fail(f"The echo session failed: {exc!r}.")
+            self._set_state("failed", "internal", f"The echo session failed: {exc!r}.")
         finally:
             await self._teardown()
 
@@ -232,10 +253,10 @@ class EchoSession:
         self._open_recorder()
         output = EchoRtpSender(echo.sender)
         pc.addTrack(output.track)
-        self.forwarder.echo = output
+        self.forwarder.start_echo(output)
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)
         await pc.setLocalDescription(await pc.createAnswer())
-        self._send(protocol.answer(self.id, pc.localDescription.sdp))
+        self._listener.send(protocol.answer(self.id, pc.localDescription.sdp))
         self._watchdog = asyncio.ensure_future(self._watch_media())
 
     async def _serve(self) -> None:
@@ -243,7 +264,7 @@ class EchoSession:
         while True:
             item = await self._inbox.get()
             if isinstance(item, _End):
-                self._set_state(item.state, item.message)
+                self._set_state(item.state, item.code, item.message)
                 return
             if isinstance(item, _Connected):
                 self._on_connected()
@@ -252,7 +273,8 @@ class EchoSession:
                     await self._pc.addIceCandidate(item)
                 except Exception as exc:
                     logger.warning("session %s: ICE candidate not added: %r", self.id, exc)
-                    self._send(protocol.error(self.id, f"ICE candidate not added: {exc}."))
+                    self._listener.send(protocol.error(
+                        self.id, "ice-candidate", f"ICE candidate not added: {exc}."))
 
     def _on_connected(self) -> None:
         loop = asyncio.get_running_loop()
@@ -265,9 +287,9 @@ class EchoSession:
         if self._config.record_to is None:
             return
         try:
-            self.forwarder.recorder = self._new_recorder(self._config.record_to)
+            self.start_recording(self._config.record_to)
         except RecorderError as exc:
-            self._on_error(self, str(exc))
+            self._recording_error(str(exc))
 
     def _on_connection_state(self) -> None:
         assert self._pc is not None
@@ -275,8 +297,10 @@ class EchoSession:
         if state == "connected":
             self._inbox.put_nowait(_Connected())
         elif state == "failed":
-            self.end("failed", ICE_FAILED_MESSAGE if self._connected_at is None else
-                     "The connection to the browser was lost.")
+            if self._connected_at is None:
+                self.end("failed", "ice-failed", errors.ICE_FAILED)
+            else:
+                self.end("failed", "connection-lost", errors.CONNECTION_LOST)
         elif state == "closed":
             self.end("closed")
 
@@ -297,13 +321,12 @@ class EchoSession:
             last_tick = now
             if self._connected_at is None:
                 if now - started > config.connect_timeout:
-                    self.end("failed", ICE_FAILED_MESSAGE)
+                    self.end("failed", "ice-failed", errors.ICE_FAILED)
                     return
                 continue
             last_media = max(self.forwarder.last_packet_at or self._connected_at, grace_from)
             if now - last_media > config.media_timeout:
-                self.end("closed", f"The browser sent no video for {config.media_timeout:g} s "
-                         "(tab closed or network lost), so the session was closed.")
+                self.end("closed", "no-media", errors.no_media(config.media_timeout))
                 return
 
     async def _teardown(self) -> None:
@@ -317,9 +340,9 @@ class EchoSession:
         self.stop_recording()
         if self._finalizing:
             await asyncio.gather(*self._finalizing, return_exceptions=True)
-        if self.state not in ("closed", "failed"):
+        if self.live:
             self._set_state("closed")
-        self._on_finished(self)
+        self._listener.session_finished(self)
 
     async def _close_peer(self, pc: RTCPeerConnection) -> None:
         """Close the peer, waiting at most ``_PEER_CLOSE_TIMEOUT``: the recording comes next.
@@ -354,34 +377,32 @@ class EchoSession:
         finally:
             timer.cancel()
 
-    def _set_state(self, state: SessionState, message: str = "") -> None:
+    def _set_state(self, state: SessionState, code: ErrorCode | None = None,
+                   message: str = "") -> None:
         self.state = state
-        if message:
-            self._on_error(self, message)
-        self._on_state(self)
-
-    def _fail(self, message: str) -> None:
-        self._set_state("failed", message)
+        if code is not None:
+            self._listener.session_error(self, code, message)
+        self._listener.session_state_changed(self)
 
 
 def _check_offer(sdp: str, session: str) -> None:
     """Parse an offer and check that it sends and receives VP8 video."""
     try:
-        if not sdp.lstrip().startswith("v="):
-            raise ValueError("an SDP starts with 'v='")
-        description = SessionDescription.parse(sdp)
-    except Exception as exc:
-        raise protocol.ProtocolError(f"The offer's SDP could not be parsed ({exc!r}).",
-                                     session) from exc
-    video = [m for m in description.media if m.kind == "video"]
+        media = offered_media(sdp)
+    except ValueError as exc:
+        raise protocol.ProtocolError(f"The offer's SDP could not be parsed ({exc}).",
+                                     session, "bad-offer") from exc
+    video = [m for m in media if m.kind == "video"]
     if not video:
         raise protocol.ProtocolError(
-            "The offer has no video: the echo needs the camera's video track.", session)
+            "The offer has no video: the echo needs the camera's video track.", session,
+            "bad-offer")
     first = video[0]
-    if not any(codec.mimeType.lower() == "video/vp8" for codec in first.rtp.codecs):
+    if "video/vp8" not in first.codecs:
         raise protocol.ProtocolError(
-            "The offer's video has no VP8 codec: the echo forwards VP8 only.", session)
+            "The offer's video has no VP8 codec: the echo forwards VP8 only.", session,
+            "bad-offer")
     if first.direction not in ("sendrecv", None):
         raise protocol.ProtocolError(
             f"The offer's video is {first.direction}: it must be sendrecv to be echoed.",
-            session)
+            session, "bad-offer")

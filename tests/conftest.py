@@ -6,36 +6,21 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from fractions import Fraction
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from echo_widget import EchoWidget
 from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
-from echo_widget.vp8 import EncodedFrame, FrameAssembler
+from echo_widget.media.vp8 import EncodedFrame, FrameAssembler
+from echo_widget.testing import PacedTrack, make_clip
 
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
-
-
-def make_clip(path: Path, *, size: str = "640x360", seconds: float = 4, gop: int = 30,
-              bitrate: str = "800k") -> Path:
-    """A VP8 test clip (ffmpeg's testsrc2), made at test time."""
-    assert FFMPEG, "ffmpeg is needed to make test clips (apt install ffmpeg)"
-    subprocess.run(
-        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
-         "-t", str(seconds), "-c:v", "libvpx", "-b:v", bitrate, "-deadline", "realtime",
-         "-cpu-used", "8", "-g", str(gop), "-keyint_min", str(gop), str(path)],
-        check=True,
-    )
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -114,55 +99,6 @@ class Signaling:
 
     def of(self, session: str | None) -> list[dict[str, Any]]:
         return [m for m in self.sent if m.get("session") == session]
-
-
-class PacedTrack(MediaStreamTrack):
-    """A pre-encoded clip, sent with ``MediaPlayer(decode=False)`` at 30 fps, over and over.
-
-    MediaPlayer's own ``loop=True`` restarts pts at each loop; it then paces by nothing and
-    reads ahead without bound (gigabytes in seconds). So each pass gets a fresh player, and
-    this track paces by frame count and stamps pts that keep increasing. ``on_sent(data)``
-    is called as each frame goes to the sender.
-    """
-
-    kind = "video"
-
-    def __init__(self, clip: Path, *, loop: bool = False,
-                 on_sent: Callable[[bytes], None] | None = None) -> None:
-        super().__init__()
-        self.clip, self.loop, self.on_sent = clip, loop, on_sent
-        self.player = MediaPlayer(str(clip), decode=False)
-        self.count = 0
-        self.start: float | None = None
-
-    async def recv(self) -> Any:
-        while True:
-            assert self.player.video is not None
-            try:
-                packet = await self.player.video.recv()
-                break
-            except MediaStreamError:
-                if not self.loop or self.readyState != "live":
-                    raise
-                self.player.video.stop()
-                self.player = MediaPlayer(str(self.clip), decode=False)
-        loop = asyncio.get_running_loop()
-        if self.start is None:
-            self.start = loop.time()
-        due = self.start + self.count / 30
-        if due > loop.time():
-            await asyncio.sleep(due - loop.time())
-        packet.pts = self.count * 3000
-        packet.time_base = Fraction(1, 90000)
-        self.count += 1
-        if self.on_sent is not None:
-            self.on_sent(bytes(packet))
-        return packet
-
-    def stop(self) -> None:
-        super().stop()
-        if self.player.video is not None:
-            self.player.video.stop()
 
 
 class EchoClient:

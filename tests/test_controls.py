@@ -10,8 +10,8 @@ import pytest
 from traitlets import TraitError
 
 from echo_widget import EchoWidget
-from echo_widget.recorder import RecorderError
-from echo_widget.widget import VIEW_TIMEOUT_MESSAGE
+from echo_widget.errors import VIEW_TIMEOUT
+from echo_widget.recording import RecorderError
 
 from .conftest import EchoClient, Signaling, decode_errors, ffprobe_video, wait_until
 
@@ -140,7 +140,7 @@ async def test_display_has_a_fallback_and_a_view_that_never_starts_is_reported()
     assert data["text/html"].startswith("<p>")  # escaped
     assert "&#x27;" in data["text/html"]
     await asyncio.sleep(0.6)
-    assert widget.error == VIEW_TIMEOUT_MESSAGE.format(timeout=0.3)
+    assert widget.error == VIEW_TIMEOUT.format(timeout=0.3)
     assert "anywidget" in widget.error
     assert "console" in widget.error
 

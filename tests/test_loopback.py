@@ -191,8 +191,8 @@ async def test_close_schedules_teardown_and_finalizes_the_recording(
     await wait_until(lambda: widget.stats["frames_recorded"] > 0 or
                      len(client.echoed) > 40, 10, "recording")
     widget.close()  # ipywidgets' close: sync, schedules aclose on the loop
-    assert widget._close_task is not None
-    await widget._close_task
+    assert widget.hub.closing is not None
+    await widget.hub.closing
     assert widget.status == "closed"
     assert widget.recordings == [str(tmp_path / "echo.webm")]
     assert decode_errors(tmp_path / "echo.webm") == ""
@@ -251,7 +251,7 @@ async def test_messages_from_another_thread_run_on_the_widgets_loop(
     await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     await wait_until(lambda: len(client.echoed) > 30, 10, "echo")
     assert sent_from == {threading.current_thread().name}
-    assert widget._loop is main_loop
+    assert widget.hub.loop is main_loop
 
     closed: list[list[str]] = []
 

@@ -1,4 +1,4 @@
-"""The packet-level echo of MediaForwarder: start on a keyframe, fixed offsets, restarts."""
+"""The packet-level echo of MediaForwarder with VP8: start on a keyframe, offsets, restarts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from aiortc.rtp import RtpPacket
 
-from echo_widget.media import MediaCounters, MediaForwarder
+from echo_widget.media.forwarder import MediaForwarder
+from echo_widget.media.frames import VideoFrames
+from echo_widget.media.vp8 import VP8
+from echo_widget.stats import MediaCounters
 
 KEYFRAME = bytes([0x10, 0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01, 0xAA])
 """VP8 descriptor (S=1, PID=0), then a 640x480 keyframe header."""
@@ -38,6 +41,20 @@ class Clock:
         return self.now
 
 
+def video_path(clock: Clock) -> tuple[MediaForwarder, VideoFrames]:
+    """A session's video path: the forwarder and, beside it, the frame assembly."""
+    counters = MediaCounters()
+    forwarder = MediaForwarder(counters, VP8, clock=clock)
+    frames = VideoFrames(counters, forwarder)
+    forwarder.tap(frames.add)
+    return forwarder, frames
+
+
+def echo_to(forwarder: MediaForwarder, output: Output) -> Output:
+    forwarder.start_echo(output)
+    return output
+
+
 async def receive(forwarder: MediaForwarder, p: RtpPacket) -> bool:
     """What the receiver hook does: on_rtp, then forward, for the same packet."""
     pli = forwarder.on_rtp(p, p.payload[1:])
@@ -47,8 +64,8 @@ async def receive(forwarder: MediaForwarder, p: RtpPacket) -> bool:
 
 async def test_the_echo_starts_on_a_keyframe_and_keeps_offsets_gaps_and_payloads() -> None:
     clock = Clock()
-    forwarder = MediaForwarder(MediaCounters(), clock=clock)
-    output = forwarder.echo = Output()
+    forwarder, frames = video_path(clock)
+    output = echo_to(forwarder, Output())
     assert await receive(forwarder, packet(100, 9000, DELTA, marker=True)), "PLI until a keyframe"
     assert not await receive(forwarder, packet(101, 12000, DELTA, marker=True)), "rate-limited"
     assert output.sent == []
@@ -72,12 +89,12 @@ async def test_the_echo_starts_on_a_keyframe_and_keeps_offsets_gaps_and_payloads
     assert output.sent[0][4] == 0x123456, "the browser's abs-send-time is kept"
     assert forwarder.counters.packets_forwarded == 5
     assert forwarder.counters.frames_forwarded == 2
-    assert forwarder.frame_size == (640, 480)
+    assert frames.frame_size == (640, 480)
 
 
 async def test_a_new_stream_restarts_the_echo_on_its_keyframe_without_a_jump() -> None:
-    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
-    output = forwarder.echo = Output()
+    forwarder, _ = video_path(Clock())
+    output = echo_to(forwarder, Output())
     await receive(forwarder, packet(65535, 2**32 - 10, KEYFRAME, marker=True))
     await receive(forwarder, packet(0, 2990, DELTA, marker=True))  # both wrap
     last_seq, last_ts = output.sent[-1][2], output.sent[-1][3]
@@ -95,9 +112,9 @@ async def test_a_new_stream_restarts_the_echo_on_its_keyframe_without_a_jump() -
 
 
 async def test_nothing_is_echoed_before_the_sender_is_ready_or_after_stop() -> None:
-    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
+    forwarder, _ = video_path(Clock())
     await receive(forwarder, packet(1, 0, KEYFRAME, marker=True))  # no output yet
-    output = forwarder.echo = Output(ready=False)
+    output = echo_to(forwarder, Output(ready=False))
     await receive(forwarder, packet(2, 3000, KEYFRAME, marker=True))
     output.ready = True
     await receive(forwarder, packet(3, 6000, DELTA, marker=True))
@@ -113,8 +130,8 @@ async def test_a_packet_that_comes_again_is_echoed_once_over_many_wraps() -> Non
     """Retransmissions of packets that did arrive, and a browser's RTX bandwidth probes
     (old packets sent again), are not echoed twice; no number is mistaken for a repeat after
     the sequence numbers wrap, with or without gaps."""
-    forwarder = MediaForwarder(MediaCounters(), clock=Clock())
-    output = forwarder.echo = Output()
+    forwarder, _ = video_path(Clock())
+    output = echo_to(forwarder, Output())
     await receive(forwarder, packet(40000, 0, KEYFRAME, marker=True))
     await receive(forwarder, packet(40000, 0, KEYFRAME, marker=True))  # again
     assert len(output.sent) == 1

@@ -13,16 +13,10 @@ import av
 import imageio_ffmpeg
 import pytest
 
-from echo_widget.media import MediaCounters
-from echo_widget.recorder import (
-    Recorder,
-    RecorderError,
-    find_ffmpeg,
-    ivf_file_header,
-    ivf_frame_header,
-    reserve_path,
-)
-from echo_widget.vp8 import EncodedFrame, is_keyframe
+from echo_widget.media.vp8 import EncodedFrame, is_keyframe
+from echo_widget.recording import Recorder, RecorderError, find_ffmpeg, reserve_path
+from echo_widget.recording.ivf import ivf_file_header, ivf_frame_header
+from echo_widget.stats import MediaCounters
 
 from .conftest import clip_frames, decode_errors, ffprobe_video
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from echo_widget import EchoWidget
-from echo_widget.vp8 import is_keyframe
+from echo_widget.media.vp8 import is_keyframe
 
 from .conftest import EchoClient, Signaling, decode_errors, ffprobe_video, wait_until
 
@@ -93,7 +93,7 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path
     def fuzz(message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         session = message.get("session") if isinstance(message, dict) else None
-        known = isinstance(session, str) and session in widget._sessions
+        known = isinstance(session, str) and session in widget.hub.live
         before = len(signaling.sent)
         signaling.deliver(message)
         delivered[0] += 1
@@ -112,18 +112,18 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path
         else:
             assert len(replies) == 1, (message, replies)
             assert all("session" in r for r in signaling.sent[before:])
-        assert "live" in widget._sessions, f"the live session was hurt by {message!r}"
+        assert "live" in widget.hub.live, f"the live session was hurt by {message!r}"
 
     fuzz()
     assert delivered[0] >= 1000
     count = len(client.echoed)
     await wait_until(lambda: len(client.echoed) > count + 30, 10, "echo after fuzzing")
-    await wait_until(lambda: set(widget._sessions) == {"live"}, 10,
+    await wait_until(lambda: set(widget.hub.live) == {"live"}, 10,
                      "every fuzzed offer's session failed; only the live one remains")
     await client.close()
     await widget.aclose()
-    assert widget._sessions == {}
-    assert widget._unfinished == set()
+    assert widget.hub.live == {}
+    assert widget.hub.unfinished == set()
     await asyncio.sleep(0.2)
     assert echo_tasks() == []
     assert decode_errors(tmp_path / "live.webm") == ""
@@ -140,7 +140,7 @@ async def test_session_cap(vp8_clip: Path) -> None:
     assert "already has 2 live sessions" in error["message"]
     assert "max_sessions" in error["message"]
     await clients[0].close()
-    await wait_until(lambda: len(widget._sessions) == 1, 5, "a slot frees up")
+    await wait_until(lambda: len(widget.hub.live) == 1, 5, "a slot frees up")
     third = EchoClient(signaling, vp8_clip, "v3")
     await third.connect()
     await wait_until(lambda: len(third.echoed) > 10, 10, "the new view echoes")
@@ -223,7 +223,7 @@ async def test_a_kernel_blocked_for_10_s_freezes_the_echo_then_it_resumes(
     frozen_at = client.echoed
     await wait_until(lambda: client.echoed > frozen_at + 30, 10, "the echo resumes by itself")
     assert widget.status == "connected", widget.error
-    assert list(widget._sessions) == ["blocked"], "no reconnect: the same session goes on"
+    assert list(widget.hub.live) == ["blocked"], "no reconnect: the same session goes on"
     assert widget.stats["losses"] >= 1 or widget.stats["keyframes"] >= 2
     await client.close()
     await widget.aclose()
@@ -237,7 +237,7 @@ async def test_ffmpeg_killed_mid_recording_leaves_the_echo_running(
     client = EchoClient(signaling, vp8_clip, "f")
     await client.connect()
     await wait_until(lambda: widget.stats["frames_recorded"] > 30, 10, "recording")
-    recorder = widget._sessions["f"].forwarder.recorder
+    recorder = widget.hub.live["f"].recorder
     assert recorder is not None
     assert recorder.pid is not None
     os.kill(recorder.pid, signal.SIGKILL)
@@ -270,8 +270,8 @@ def test_a_full_disk_stops_the_recording_with_a_clear_error(tmp_path: Path) -> N
         import asyncio, json, sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.test_recorder import frames_of
-        from echo_widget.media import MediaCounters
-        from echo_widget.recorder import Recorder
+        from echo_widget.recording import Recorder
+        from echo_widget.stats import MediaCounters
         from pathlib import Path
 
         async def main():
@@ -492,13 +492,13 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
         await client.connect()
         await wait_until(lambda c=client: len(c.echoed) > 3, 10, f"cycle {cycle} echoes")
         await client.close()
-        await wait_until(lambda: not widget._unfinished, 10, f"cycle {cycle} torn down")
+        await wait_until(lambda: not widget.hub.unfinished, 10, f"cycle {cycle} torn down")
         signaling.sent.clear()
         if cycle == 9:
             baseline = _resources()
     after_cycles = _resources()
     assert baseline is not None
-    from echo_widget.media import MediaForwarder
+    from echo_widget.media.forwarder import MediaForwarder
     from echo_widget.session import EchoSession
     # No closed session is kept (in any widget: a re-run cell's old widget stays registered
     # with ipywidgets until closed), nor its forwarder or peer connection.

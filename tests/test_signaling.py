@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from echo_widget import EchoWidget
+from echo_widget.config import ICE_SERVERS_ENV
 from echo_widget.protocol import Bye, Ice, Offer, ProtocolError, parse_message
-from echo_widget.widget import ICE_SERVERS_ENV
 
 from .conftest import EchoClient, Signaling, wait_until
 
@@ -89,7 +89,7 @@ async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: s
     await wait_until(lambda: widget.status == "failed", 2, "status failed")
     assert words in widget.error
     await widget.aclose()
-    assert widget._unfinished == set()
+    assert widget.hub.unfinished == frozenset()
     # the ended session id can't be reused
     signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
     assert "ended" in signaling.sent[-1]["message"]

@@ -11,7 +11,7 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from echo_widget.vp8 import EncodedFrame, FrameAssembler, is_keyframe, keyframe_size
+from echo_widget.media.vp8 import EncodedFrame, FrameAssembler, is_keyframe, keyframe_size
 
 Packet = tuple[int, int, bool, bytes, bytes]
 

@@ -29,7 +29,7 @@ TWO_VIEWS = [
     "w = EchoWidget(record_to='two.webm')\nall_widgets.append(w)\nw",
     "w",
 ]
-STATE = ("import json; print(json.dumps([{'status': x.status, 'sessions': len(x._sessions), "
+STATE = ("import json; print(json.dumps([{'status': x.status, 'sessions': len(x.hub.live), "
          "'recordings': x.recordings, 'error': x.error} for x in all_widgets]))")
 
 

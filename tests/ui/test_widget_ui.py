@@ -39,7 +39,7 @@ from .conftest import (
 pytestmark = pytest.mark.usefixtures("peer_network")
 
 STATE = ("import json; print(json.dumps({'status': w.status, 'error': w.error, "
-         "'sessions': len(w._sessions), 'video': w.video, 'recordings': w.recordings, "
+         "'sessions': len(w.hub.live), 'video': w.video, 'recordings': w.recordings, "
          "**{k: w.stats[k] for k in ('width', 'height', 'fps', 'frames_received', "
          "'recording', 'recording_bytes')}}))")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .forwarder import TrackFormat
+
 VIDEO_CLOCK_RATE = 90_000
 MAX_TIMESTAMP_STEP = 10 * VIDEO_CLOCK_RATE
 """A larger jump between consecutive frames is a sender clock reset, not elapsed time."""
@@ -49,6 +51,16 @@ def keyframe_size(frame: bytes) -> tuple[int, int]:
 def starts_frame(payload: bytes) -> bool:
     """Whether an RTP payload (VP8 descriptor first) begins a frame: S=1 and PID=0."""
     return bool(payload) and payload[0] & 0x17 == 0x10
+
+
+def starts_keyframe(payload: bytes, data: bytes) -> bool:
+    """Whether a packet (RTP payload, depayloaded data) is the first of a keyframe."""
+    return starts_frame(payload) and is_keyframe(data)
+
+
+VP8 = TrackFormat(kind="video", restart_step=VIDEO_CLOCK_RATE // 30,
+                  starts_echo=starts_keyframe)
+"""VP8 video: the echo starts on a keyframe's first packet; a restart steps one frame."""
 
 
 class _Unwrapper:

@@ -1,10 +1,8 @@
-"""Recording: VP8 frames as IVF into an ffmpeg process that remuxes them, never re-encoding.
+"""One recording: VP8 frames as IVF into an ffmpeg process that remuxes them, never re-encoding.
 
-The recorder writes an IVF stream (32-byte file header, then a 12-byte header
-per frame, time base 1/90000) to ffmpeg's stdin through a bounded queue, so a
-slow ffmpeg costs dropped recorder frames, never a stalled echo. ffmpeg runs
-``-f ivf -i pipe:0 -c copy FILE`` and chooses the container from the file's
-extension (WebM by default).
+The recorder writes an IVF stream (:mod:`.ivf`) to ffmpeg's stdin, so a slow ffmpeg costs
+dropped recorder frames, never a stalled echo. ffmpeg runs ``-f ivf -i pipe:0 -c copy FILE``
+and chooses the container from the file's extension (WebM by default).
 
 ffmpeg is started in its own session, so that when the kernel dies its pipe
 closes and ffmpeg still finalizes the file instead of being killed with it.
@@ -15,92 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
-import struct
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from .media import MediaCounters
-from .vp8 import VIDEO_CLOCK_RATE, EncodedFrame, keyframe_size
+from echo_widget.media.vp8 import VIDEO_CLOCK_RATE, EncodedFrame, keyframe_size
+from echo_widget.stats import MediaCounters
+
+from .files import find_ffmpeg, reserve_path
+from .ivf import ivf_file_header, ivf_frame_header
 
 logger = logging.getLogger(__name__)
 
-IVF_FILE_HEADER_SIZE = 32
-IVF_FRAME_HEADER_SIZE = 12
 _FFMPEG_EXIT_TIMEOUT = 10.0
-
-
-class RecorderError(Exception):
-    """A recording can't be started or was cut short; the message says what to do."""
-
-
-def ivf_file_header(width: int, height: int, timebase_den: int = 90_000) -> bytes:
-    """The 32-byte IVF header for a VP8 stream (frame count 0: unknown, as when streaming)."""
-    return struct.pack("<4sHH4sHHIII4x", b"DKIF", 0, IVF_FILE_HEADER_SIZE, b"VP80",
-                       width, height, timebase_den, 1, 0)
-
-
-def ivf_frame_header(size: int, pts: int) -> bytes:
-    """The 12-byte IVF header in front of each frame."""
-    return struct.pack("<IQ", size, pts)
-
-
-def find_ffmpeg() -> str:
-    """The ffmpeg to record with: ``$ECHO_WIDGET_FFMPEG``, else on PATH, else imageio-ffmpeg's."""
-    configured = os.environ.get("ECHO_WIDGET_FFMPEG")
-    if configured:
-        found = shutil.which(configured)
-        if found is None:
-            raise RecorderError(
-                f"ECHO_WIDGET_FFMPEG is set to {configured!r}, which is not an executable "
-                "file. Point it at an ffmpeg binary, or unset it to use the ffmpeg on PATH."
-            )
-        return found
-    on_path = shutil.which("ffmpeg")
-    if on_path is not None:
-        return on_path
-    try:
-        import imageio_ffmpeg
-
-        bundled: str = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:
-        raise RecorderError(
-            "No ffmpeg found, so nothing is recorded (the echo still works). Install ffmpeg "
-            "(e.g. `apt install ffmpeg` or `pip install imageio-ffmpeg`) or set "
-            f"ECHO_WIDGET_FFMPEG to its path. ({exc})"
-        ) from exc
-    return bundled
-
-
-def reserve_path(requested: Path) -> Path:
-    """Create a new empty file at ``requested``, or at ``stem-N.ext`` if that exists.
-
-    Creating the file (O_EXCL) is what reserves the name, so two recordings,
-    in this process or another, never share a file and none is overwritten.
-    """
-    for n in range(10_000):
-        candidate = requested if n == 0 else requested.with_name(
-            f"{requested.stem}-{n}{requested.suffix}")
-        try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            continue
-        except FileNotFoundError as exc:
-            raise RecorderError(
-                f"Can't record to {requested}: the folder {requested.parent} does not exist. "
-                "Create it, or pass another record_to."
-            ) from exc
-        except PermissionError as exc:
-            raise RecorderError(
-                f"Can't record to {requested}: no permission to write in {requested.parent}. "
-                "Pass a record_to in a folder you can write to."
-            ) from exc
-        except OSError as exc:
-            raise RecorderError(f"Can't record to {requested}: {exc.strerror}.") from exc
-        return candidate
-    raise RecorderError(f"Can't record to {requested}: too many recordings with that name.")
 
 
 class Recorder:

@@ -1,0 +1,160 @@
+"""Per-track forwarding: each incoming RTP packet echoed at once, re-stamped, nothing decoded.
+
+The forwarder knows no codec: a :class:`TrackFormat` says where the echo may start (a VP8
+keyframe's first packet; any Opus packet) and how far a restarted echo's timestamps step.
+The numbers come from an :class:`~echo_widget.media.munger.RtpMunger`. Each packet is
+also handed to a :meth:`~MediaForwarder.tap` (the video's frame assembly). Keyframe requests
+from the viewer, the frame side branch and the echo's own start become one PLI towards the
+browser at most every ``min_pli_interval``, sent by aiortc when :meth:`MediaForwarder.on_rtp`
+says so; a keyframe that arrives (:meth:`MediaForwarder.keyframe_arrived`) settles them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from echo_widget.stats import MediaCounters
+
+from .munger import RtpMunger
+
+
+class HeaderExtensions(Protocol):
+    @property
+    def abs_send_time(self) -> int | None: ...
+
+
+class IncomingPacket(Protocol):
+    """The fields of an incoming RTP packet the forwarder reads (aiortc's ``RtpPacket``)."""
+
+    @property
+    def sequence_number(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def marker(self) -> int: ...
+    @property
+    def ssrc(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def extensions(self) -> HeaderExtensions: ...
+
+
+class EchoOutput(Protocol):
+    """Where the forwarder sends the echo (:class:`~echo_widget._aiortc_compat.EchoRtpSender`)."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether packets can be sent yet."""
+
+    async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
+                       timestamp: int, abs_send_time: int | None = None) -> None:
+        """Send one RTP packet of the echo (``abs_send_time``: the browser's, if it sent one)."""
+
+
+@dataclass(frozen=True)
+class TrackFormat:
+    """What the forwarder needs to know of a codec."""
+
+    kind: str
+    """``"video"`` or ``"audio"``."""
+    restart_step: int
+    """Timestamp step from the last echoed packet to a restarted echo's first."""
+    starts_echo: Callable[[bytes, bytes], bool]
+    """Whether a packet (RTP payload, depayloaded data) can start the echo."""
+
+
+PacketHook = Callable[[int, int, bool, bytes, bytes], None]
+"""Called with (sequence number, timestamp, marker, payload, depayloaded data) per packet."""
+
+
+class MediaForwarder:
+    """Receives one track's packets from the browser and echoes each at once."""
+
+    def __init__(
+        self,
+        counters: MediaCounters,
+        track: TrackFormat,
+        *,
+        min_pli_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.counters = counters
+        self.track = track
+        self.last_packet_at: float | None = None
+        """Clock reading at the last packet received, None before the first."""
+        self._on_packet: PacketHook | None = None
+        self._echo: EchoOutput | None = None
+        self._munger = RtpMunger(track.restart_step)
+        self._can_start = False
+        self._clock = clock
+        self._min_pli_interval = min_pli_interval
+        self._last_pli_at = -min_pli_interval
+        self._keyframe_wanted = False
+
+    def tap(self, hook: PacketHook) -> None:
+        """Hand each packet to ``hook`` too, before it is echoed (the frame side branch)."""
+        self._on_packet = hook
+
+    def start_echo(self, output: EchoOutput) -> None:
+        """Echo through ``output`` from the next packet that can start the echo."""
+        self._echo = output
+
+    def stop(self) -> None:
+        """Stop echoing."""
+        self._echo = None
+
+    def request_keyframe(self) -> None:
+        """Ask the browser for a keyframe with the next outgoing PLI (rate-limited)."""
+        self._keyframe_wanted = True
+
+    def keyframe_arrived(self) -> None:
+        """A whole keyframe came in: no request is needed for now."""
+        self._keyframe_wanted = False
+
+    def on_viewer_keyframe_request(self) -> None:
+        """The viewer of the echo lost a picture (PLI/FIR): pass the request on."""
+        self.counters.plis_received += 1
+        self.request_keyframe()
+
+    def on_rtp(self, packet: IncomingPacket, data: bytes) -> bool:
+        """Take one incoming packet; return True when aiortc should send a PLI now."""
+        now = self._clock()
+        self.last_packet_at = now
+        counters = self.counters
+        payload = packet.payload
+        counters.packets_received += 1
+        counters.bytes_received += len(payload)
+        if self._on_packet is not None:
+            self._on_packet(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                            payload, data)
+        if self._munger.waiting(packet.ssrc):
+            self._can_start = self.track.starts_echo(payload, data)
+            if not self._can_start:
+                self._keyframe_wanted = True
+        if self._keyframe_wanted and now - self._last_pli_at >= self._min_pli_interval:
+            self._keyframe_wanted = False
+            self._last_pli_at = now
+            counters.plis_sent += 1
+            return True
+        return False
+
+    async def forward(self, packet: IncomingPacket) -> None:
+        """Echo the packet :meth:`on_rtp` just took, re-stamped; from a start packet on."""
+        echo = self._echo
+        if echo is None or not echo.ready:
+            return
+        numbers = self._munger.munge(packet.sequence_number, packet.timestamp,
+                                     self._can_start)
+        if numbers is None:
+            return
+        marker = bool(packet.marker)
+        await echo.send_rtp(packet.payload, marker, numbers[0], numbers[1],
+                            packet.extensions.abs_send_time)
+        counters = self.counters
+        counters.packets_forwarded += 1
+        if marker:
+            counters.frames_forwarded += 1

@@ -1,0 +1,150 @@
+"""Statistics: the running counters, each session's figures, the published snapshot, rates, history.
+
+The media path and the recorders add to one :class:`MediaCounters` per widget; each session
+reports its own :class:`SessionStats`; :class:`StatsBook` combines them into the ``stats``
+snapshot the widget publishes about once a second, with rates and a bounded history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypedDict
+
+HISTORY_LENGTH = 3600
+"""Samples kept in the history: an hour at one a second."""
+
+
+@dataclass
+class MediaCounters:
+    """Running totals over all the sessions of one widget."""
+
+    frames_received: int = 0
+    frames_forwarded: int = 0
+    """Frames whose last packet was echoed."""
+    packets_forwarded: int = 0
+    frames_recorded: int = 0
+    frames_dropped: int = 0
+    """Frames not recorded because ffmpeg fell behind or the recorder waited for a keyframe."""
+    keyframes: int = 0
+    plis_sent: int = 0
+    plis_received: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    losses: int = 0
+    """Gaps in the incoming stream that retransmission did not fill."""
+    bytes_recorded: int = 0
+    """Bytes written to ffmpeg, IVF headers included."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """One live session's own figures, as it reports them."""
+
+    width: int = 0
+    height: int = 0
+    """The video's size, from its latest keyframe; 0 before one."""
+    rtt_ms: float | None = None
+    packets_lost: int = 0
+    recording: bool = False
+    recording_bytes: int = 0
+    recording_seconds: float = 0.0
+
+
+class Stats(TypedDict):
+    """The ``stats`` trait: :class:`MediaCounters`' fields, then these."""
+
+    frames_received: int
+    frames_forwarded: int
+    packets_forwarded: int
+    frames_recorded: int
+    frames_dropped: int
+    keyframes: int
+    plis_sent: int
+    plis_received: int
+    packets_received: int
+    bytes_received: int
+    losses: int
+    bytes_recorded: int
+    fps: float
+    kbps: float
+    sessions: int
+    width: int
+    height: int
+    rtt_ms: float | None
+    packets_lost: int
+    recording: bool
+    recording_bytes: int
+    recording_seconds: float
+
+
+class StatsBook:
+    """The counters of one widget, the rates between samples, and the sampled history."""
+
+    def __init__(self, *, history_length: int = HISTORY_LENGTH) -> None:
+        self.counters = MediaCounters()
+        self.packets_lost_ended = 0
+        """Packets lost by sessions that have ended."""
+        self._history: deque[dict[str, Any]] = deque(maxlen=history_length)
+        self._started_at = time.monotonic()
+        self._last_sample: tuple[float, int, int] | None = None
+        self._rates = (0.0, 0.0)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Snapshots taken by :meth:`sample`, oldest first, each with ``t`` (seconds)."""
+        return list(self._history)
+
+    def snapshot(self, live: Sequence[SessionStats], latest: SessionStats | None) -> Stats:
+        """The counters with the live sessions' figures and the last sampled rates."""
+        fps, kbps = self._rates
+        width, height = (latest.width, latest.height) if latest is not None else (0, 0)
+        recording = [s for s in live if s.recording]
+        counters = self.counters
+        return Stats(
+            frames_received=counters.frames_received,
+            frames_forwarded=counters.frames_forwarded,
+            packets_forwarded=counters.packets_forwarded,
+            frames_recorded=counters.frames_recorded,
+            frames_dropped=counters.frames_dropped,
+            keyframes=counters.keyframes,
+            plis_sent=counters.plis_sent,
+            plis_received=counters.plis_received,
+            packets_received=counters.packets_received,
+            bytes_received=counters.bytes_received,
+            losses=counters.losses,
+            bytes_recorded=counters.bytes_recorded,
+            fps=round(fps, 1), kbps=round(kbps, 1), sessions=len(live),
+            width=width, height=height,
+            rtt_ms=latest.rtt_ms if latest is not None else None,
+            packets_lost=self.packets_lost_ended + sum(s.packets_lost for s in live),
+            recording=bool(recording),
+            recording_bytes=sum(s.recording_bytes for s in recording),
+            recording_seconds=round(max((s.recording_seconds for s in recording),
+                                        default=0.0), 1),
+        )
+
+    def sample(self, now: float, live: Sequence[SessionStats],
+               latest: SessionStats | None) -> Stats:
+        """Update the rates (frames and bytes received since the last sample) and record one."""
+        frames, octets = self.counters.frames_received, self.counters.bytes_received
+        if self._last_sample is not None:
+            then, frames_then, octets_then = self._last_sample
+            elapsed = now - then
+            if elapsed > 0:
+                self._rates = ((frames - frames_then) / elapsed,
+                               (octets - octets_then) * 8 / 1000 / elapsed)
+        self._last_sample = (now, frames, octets)
+        stats = self.snapshot(live, latest)
+        self._history.append({"t": round(time.monotonic() - self._started_at, 3), **stats})
+        return stats
+
+    def reset_rates(self) -> None:
+        """Streaming stopped: rates are 0 until two samples of the next stream."""
+        self._last_sample = None
+        self._rates = (0.0, 0.0)
