@@ -98,7 +98,6 @@ var Camera = class {
   stream = null;
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
-  #closed = false;
   /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
   constructor(getUserMedia) {
     this.getUserMedia = getUserMedia;
@@ -110,7 +109,7 @@ var Camera = class {
   /**
    * Open the camera.
    * @param {VideoTrait | undefined} video
-   * @returns {Promise<MediaStream | null>} null if stopped, reopened or closed meanwhile
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
    * @throws the getUserMedia error
    */
   open(video) {
@@ -120,23 +119,18 @@ var Camera = class {
    * Open the camera again with new constraints. The old tracks are stopped first: a
    * camera that is still open would only be rescaled, never reopened at a larger size.
    * @param {VideoTrait | undefined} video
-   * @returns {Promise<MediaStream | null>} null if stopped, reopened or closed meanwhile
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
    * @throws the getUserMedia error
    */
   reopen(video) {
     for (const track of this.stream?.getTracks() ?? []) track.stop();
     return this.#acquire(video);
   }
-  /** Stop the camera (it may be opened again). */
+  /** Stop the camera; a getUserMedia still under way is stopped when it resolves. */
   stop() {
     this.#generation += 1;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
     this.stream = null;
-  }
-  /** Stop the camera for good (the view is gone). */
-  close() {
-    this.#closed = true;
-    this.stop();
   }
   /**
    * @param {VideoTrait | undefined} video
@@ -146,7 +140,7 @@ var Camera = class {
     if (!this.getUserMedia) throw new Error("no camera in this page");
     const generation = ++this.#generation;
     const stream = await this.getUserMedia({ video: videoConstraints(video), audio: false });
-    if (this.#closed || generation !== this.#generation) {
+    if (generation !== this.#generation) {
       for (const track of stream.getTracks()) track.stop();
       return null;
     }
@@ -430,7 +424,7 @@ var EchoController = class {
   destroy() {
     this.session?.close();
     this.destroyed = true;
-    this.camera.close();
+    this.camera.stop();
   }
   /**
    * @param {Status} status

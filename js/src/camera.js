@@ -48,7 +48,6 @@ export class Camera {
   stream = null;
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
-  #closed = false;
 
   /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
   constructor(getUserMedia) {
@@ -63,7 +62,7 @@ export class Camera {
   /**
    * Open the camera.
    * @param {VideoTrait | undefined} video
-   * @returns {Promise<MediaStream | null>} null if stopped, reopened or closed meanwhile
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
    * @throws the getUserMedia error
    */
   open(video) {
@@ -74,7 +73,7 @@ export class Camera {
    * Open the camera again with new constraints. The old tracks are stopped first: a
    * camera that is still open would only be rescaled, never reopened at a larger size.
    * @param {VideoTrait | undefined} video
-   * @returns {Promise<MediaStream | null>} null if stopped, reopened or closed meanwhile
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
    * @throws the getUserMedia error
    */
   reopen(video) {
@@ -82,17 +81,11 @@ export class Camera {
     return this.#acquire(video);
   }
 
-  /** Stop the camera (it may be opened again). */
+  /** Stop the camera; a getUserMedia still under way is stopped when it resolves. */
   stop() {
     this.#generation += 1;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
     this.stream = null;
-  }
-
-  /** Stop the camera for good (the view is gone). */
-  close() {
-    this.#closed = true;
-    this.stop();
   }
 
   /**
@@ -103,7 +96,7 @@ export class Camera {
     if (!this.getUserMedia) throw new Error("no camera in this page");
     const generation = ++this.#generation;
     const stream = await this.getUserMedia({ video: videoConstraints(video), audio: false });
-    if (this.#closed || generation !== this.#generation) {
+    if (generation !== this.#generation) {
       for (const track of stream.getTracks()) track.stop();
       return null;
     }

@@ -176,7 +176,7 @@ export class EchoController {
   destroy() {
     this.session?.close();
     this.destroyed = true;
-    this.camera.close();
+    this.camera.stop();
   }
 
   /**

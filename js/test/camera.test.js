@@ -50,13 +50,13 @@ describe("Camera", () => {
     assert.equal(new Camera(fakeGetUserMedia().getUserMedia).available, true);
   });
 
-  it("stops a camera that opens after it was closed", async () => {
+  it("stops a camera that opens after it was stopped", async () => {
     const gum = fakeGetUserMedia();
     const gate = deferred();
     gum.gate = gate.promise;
     const camera = new Camera(gum.getUserMedia);
     const opening = camera.open({});
-    camera.close();
+    camera.stop();
     gate.resolve(undefined);
     assert.equal(await opening, null);
     assert.equal(gum.streams[0].track.stopped, true);

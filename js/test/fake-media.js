@@ -96,8 +96,8 @@ export class FakePeerConnection {
   /** When set, setRemoteDescription rejects with it. */
   /** @type {Error | null} */
   rejectAnswer = null;
-  /** @type {Promise<void> | null} held until resolved, when set */
-  offerGate = null;
+  /** @type {Promise<void> | null} setLocalDescription is held until it resolves, when set */
+  localGate = null;
   /** @type {((event: any) => void) | null} */
   ontrack = null;
   /** @type {((event: any) => void) | null} */
@@ -127,13 +127,13 @@ export class FakePeerConnection {
   }
 
   async createOffer() {
-    if (this.offerGate) await this.offerGate;
     if (this.closed) throw new DOMException("The peer connection is closed", "InvalidStateError");
     return { type: "offer", sdp: "v=0 fake offer" };
   }
 
   /** @param {RTCSessionDescriptionInit} description */
   async setLocalDescription(description) {
+    if (this.localGate) await this.localGate;
     this.localDescription = description;
   }
 

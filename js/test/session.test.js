@@ -158,7 +158,7 @@ describe("Session", () => {
     const { session, model, pc, events } = makeSession();
     /** @type {() => void} */
     let release = () => undefined;
-    pc.offerGate = new Promise((resolve) => { release = () => resolve(undefined); });
+    pc.localGate = new Promise((resolve) => { release = () => resolve(undefined); });
     const started = session.start();
     session.close();
     release();
