@@ -347,6 +347,8 @@ var EchoController = class {
   async connect() {
     const stream = this.camera.stream;
     if (!stream || this.session) return;
+    this.setStatus("connecting");
+    this.setError(null);
     const session = new Session({
       model: this.model,
       stream,
@@ -372,8 +374,7 @@ var EchoController = class {
     });
     this.session = session;
     this.reportId = session.id;
-    this.setStatus("connecting");
-    this.setError(null);
+    this.view.render();
     await session.start();
   }
   /** @param {Session} session */

@@ -94,6 +94,8 @@ export class EchoController {
   async connect() {
     const stream = this.camera.stream;
     if (!stream || this.session) return;
+    this.setStatus("connecting");
+    this.setError(null);
     const session = new Session({
       model: this.model,
       stream,
@@ -119,8 +121,7 @@ export class EchoController {
     });
     this.session = session;
     this.reportId = session.id;
-    this.setStatus("connecting");
-    this.setError(null);
+    this.view.render();
     await session.start();
   }
 
