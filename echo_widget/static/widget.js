@@ -200,6 +200,7 @@ var Session = class {
     this.onMessage = this.onMessage.bind(this);
     model.on("msg:custom", this.onMessage);
   }
+  /** Whether the session is over (closed here, by the kernel or by a failure). */
   get closed() {
     return this.#closed;
   }
@@ -408,7 +409,7 @@ var EchoController = class {
   }
   /**
    * End the session with the kernel, keeping the camera.
-   * @param {string} detail
+   * @param {string} [detail] for the status line
    */
   hangUp(detail = STATUS_DETAIL.hungUp) {
     this.session?.close();

@@ -158,7 +158,7 @@ export class EchoController {
 
   /**
    * End the session with the kernel, keeping the camera.
-   * @param {string} detail
+   * @param {string} [detail] for the status line
    */
   hangUp(detail = STATUS_DETAIL.hungUp) {
     this.session?.close();

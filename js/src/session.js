@@ -94,6 +94,7 @@ export class Session {
     model.on("msg:custom", this.onMessage);
   }
 
+  /** Whether the session is over (closed here, by the kernel or by a failure). */
   get closed() {
     return this.#closed;
   }
