@@ -16,7 +16,7 @@ RUN useradd --create-home --uid 1000 --shell /bin/bash jovyan
 # The widget's JavaScript ships inside the package: no node is needed.
 COPY pyproject.toml README.md LICENSE /tmp/echo-widget/
 COPY echo_widget/ /tmp/echo-widget/echo_widget/
-COPY js/widget.js js/widget.css /tmp/echo-widget/js/
+COPY js/widget.css /tmp/echo-widget/js/
 # The distribution's ffmpeg is on PATH, so imageio-ffmpeg's bundled copy (165 MB), the
 # fallback for machines without one, is removed.
 RUN pip install --no-cache-dir "/tmp/echo-widget[lab]" \

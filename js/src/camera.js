@@ -1,0 +1,106 @@
+// @ts-check
+/** The local camera: constraints from the model's `video` trait, opening and reopening it. */
+
+/** @typedef {import("./types.js").VideoTrait} VideoTrait */
+/** @typedef {import("./messages.js").ErrorCode} ErrorCode */
+/** @typedef {(constraints: MediaStreamConstraints) => Promise<MediaStream>} GetUserMedia */
+
+/**
+ * getUserMedia constraints for a `video` trait.
+ * @param {VideoTrait | undefined} video
+ * @returns {MediaTrackConstraints}
+ */
+export function videoConstraints(video) {
+  /** @type {MediaTrackConstraints} */
+  const constraints = {};
+  if (video?.width) constraints.width = { ideal: video.width };
+  if (video?.height) constraints.height = { ideal: video.height };
+  if (video?.frameRate) constraints.frameRate = { ideal: video.frameRate };
+  if (video?.deviceId) constraints.deviceId = { exact: video.deviceId };
+  if (video?.facingMode) constraints.facingMode = video.facingMode;
+  return constraints;
+}
+
+/**
+ * The error code for a getUserMedia failure.
+ * @param {unknown} error
+ * @returns {ErrorCode}
+ */
+export function cameraErrorCode(error) {
+  switch (error instanceof Error ? error.name : "") {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "camera-denied";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "camera-not-found";
+    case "NotReadableError":
+    case "AbortError":
+      return "camera-busy";
+    default:
+      return "camera-error";
+  }
+}
+
+/** The camera of one view: at most one open stream at a time. */
+export class Camera {
+  /** @type {MediaStream | null} */
+  stream = null;
+  /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
+  #generation = 0;
+
+  /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
+  constructor(getUserMedia) {
+    this.getUserMedia = getUserMedia;
+  }
+
+  /** Whether this page may use a camera at all (a secure context). */
+  get available() {
+    return this.getUserMedia !== null;
+  }
+
+  /**
+   * Open the camera.
+   * @param {VideoTrait | undefined} video
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
+   * @throws the getUserMedia error
+   */
+  open(video) {
+    return this.#acquire(video);
+  }
+
+  /**
+   * Open the camera again with new constraints. The old tracks are stopped first: a
+   * camera that is still open would only be rescaled, never reopened at a larger size.
+   * @param {VideoTrait | undefined} video
+   * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
+   * @throws the getUserMedia error
+   */
+  reopen(video) {
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+    return this.#acquire(video);
+  }
+
+  /** Stop the camera; a getUserMedia still under way is stopped when it resolves. */
+  stop() {
+    this.#generation += 1;
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+    this.stream = null;
+  }
+
+  /**
+   * @param {VideoTrait | undefined} video
+   * @returns {Promise<MediaStream | null>}
+   */
+  async #acquire(video) {
+    if (!this.getUserMedia) throw new Error("no camera in this page");
+    const generation = ++this.#generation;
+    const stream = await this.getUserMedia({ video: videoConstraints(video), audio: false });
+    if (generation !== this.#generation) {
+      for (const track of stream.getTracks()) track.stop();
+      return null;
+    }
+    this.stream = stream;
+    return stream;
+  }
+}

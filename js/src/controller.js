@@ -1,0 +1,215 @@
+// @ts-check
+/**
+ * What a view does, without its DOM: the camera, the current session, the status and
+ * the current error (by code). The view renders this state when told to.
+ */
+
+import { cameraErrorCode } from "./camera.js";
+import { STATUS_DETAIL, errorMessage } from "./messages.js";
+import * as protocol from "./protocol.js";
+import { Session } from "./session.js";
+
+/** @typedef {import("./types.js").Model} Model */
+/** @typedef {import("./camera.js").Camera} Camera */
+/** @typedef {import("./session.js").Rtc} Rtc */
+/** @typedef {import("./messages.js").ErrorCode} ErrorCode */
+/** @typedef {"idle" | "connecting" | "connected" | "closed" | "failed"} Status */
+
+/**
+ * How the controller tells its view what changed.
+ * @typedef {object} ViewHooks
+ * @property {() => void} render status, error, buttons or candidates changed
+ * @property {(stream: MediaStream | null) => void} showLocal
+ * @property {(track: MediaStreamTrack | null) => void} showEcho
+ */
+
+export class EchoController {
+  /** @type {Status} */
+  status = "idle";
+  detail = "";
+  /**
+   * The error shown, if any. `code`: a browser code (ErrorCode), the kernel's code, or
+   * null when the kernel sent none.
+   * @type {{code: string | null, message: string} | null}
+   */
+  error = null;
+  /** Kinds of the last connection's candidates ("host/host"), once known. */
+  candidates = "";
+  /** @type {Session | null} */
+  session = null;
+  destroyed = false;
+
+  /**
+   * @param {object} options
+   * @param {Model} options.model
+   * @param {Camera} options.camera
+   * @param {Rtc} options.rtc
+   * @param {string} options.origin the page's protocol and host, for the insecure-context error
+   * @param {ViewHooks} options.view
+   */
+  constructor({ model, camera, rtc, origin, view }) {
+    this.model = model;
+    this.camera = camera;
+    this.rtc = rtc;
+    this.origin = origin;
+    this.view = view;
+    /** The id this view announced itself with; each session has its own id. */
+    this.viewId = protocol.newSessionId();
+    /** Errors are reported under the latest session's id (the view's before the first). */
+    this.reportId = this.viewId;
+  }
+
+  /** Tell the kernel that this view started. */
+  announce() {
+    this.model.send(protocol.hello(this.viewId));
+  }
+
+  /** Open the camera and connect to the kernel. */
+  async start() {
+    if (await this.openCamera()) await this.connect();
+  }
+
+  /** @returns {Promise<boolean>} whether the camera is open */
+  async openCamera() {
+    if (!this.camera.available) {
+      this.fail("insecure-context", this.origin);
+      return false;
+    }
+    this.setStatus("connecting", STATUS_DETAIL.openingCamera);
+    this.setError(null);
+    let stream;
+    try {
+      stream = await this.camera.open(this.model.get("video"));
+    } catch (error) {
+      this.failCamera(error);
+      return false;
+    }
+    if (!stream) return false;
+    this.view.showLocal(stream);
+    this.view.render();
+    return true;
+  }
+
+  /** Start a new session with the kernel, sending the open camera's video. */
+  async connect() {
+    const stream = this.camera.stream;
+    if (!stream || this.session) return;
+    this.setStatus("connecting");
+    this.setError(null);
+    const session = new Session({
+      model: this.model,
+      stream,
+      rtc: this.rtc,
+      events: {
+        onTrack: (track) => this.view.showEcho(track),
+        onConnected: () => void this.onConnected(session),
+        onSilent: () => {
+          this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
+          this.setError({ code: "kernel-silent", message: errorMessage("kernel-silent") });
+        },
+        onError: (code, detail) => this.fail(code, detail),
+        onKernelError: (message) => {
+          if (message.fatal) this.setStatus("failed");
+          this.setError({ code: message.code ?? null, message: message.message });
+        },
+        onClose: () => {
+          if (this.session === session) this.session = null;
+          this.view.showEcho(null);
+          this.view.render();
+        },
+      },
+    });
+    this.session = session;
+    this.reportId = session.id;
+    this.view.render();
+    await session.start();
+  }
+
+  /** @param {Session} session */
+  async onConnected(session) {
+    if (this.error?.code === "kernel-silent") this.setError(null);
+    this.setStatus("connected");
+    const types = await session.candidateTypes();
+    if (!types || session !== this.session) return;
+    this.candidates = `${types.local}/${types.remote}`;
+    if (this.status === "connected") this.setStatus("connected", STATUS_DETAIL.via(types.local, types.remote));
+    else this.view.render();
+  }
+
+  /**
+   * The model's camera constraints changed: reopen the camera with them and send the new
+   * track on the same session.
+   */
+  async onVideoChange() {
+    if (!this.camera.stream) return;
+    let stream;
+    try {
+      stream = await this.camera.reopen(this.model.get("video"));
+    } catch (error) {
+      this.stopCamera();
+      this.failCamera(error);
+      return;
+    }
+    if (!stream) return;
+    this.view.showLocal(stream);
+    const [track] = stream.getVideoTracks();
+    await this.session?.replaceTrack(track);
+  }
+
+  /**
+   * End the session with the kernel, keeping the camera.
+   * @param {string} [detail] for the status line
+   */
+  hangUp(detail = STATUS_DETAIL.hungUp) {
+    this.session?.close();
+    this.setStatus("closed", detail);
+  }
+
+  /** Stop the camera, which ends the session. */
+  stopCamera() {
+    this.hangUp(STATUS_DETAIL.cameraStopped);
+    this.camera.stop();
+    this.view.showLocal(null);
+    this.view.render();
+  }
+
+  /** The view is gone: end the session, stop the camera. */
+  destroy() {
+    this.session?.close();
+    this.destroyed = true;
+    this.camera.stop();
+  }
+
+  /**
+   * @param {Status} status
+   * @param {string} [detail]
+   */
+  setStatus(status, detail = "") {
+    this.status = status;
+    this.detail = detail;
+    this.view.render();
+  }
+
+  /** @param {{code: string | null, message: string} | null} error */
+  setError(error) {
+    this.error = error;
+    this.view.render();
+  }
+
+  /**
+   * A problem met in the browser: show it, and tell the kernel so that `w.error` says it too.
+   * @param {ErrorCode} code
+   * @param {string} [detail]
+   */
+  fail(code, detail) {
+    const message = errorMessage(code, detail);
+    this.setStatus("failed");
+    this.setError({ code, message });
+    if (!this.destroyed) this.model.send(protocol.error(this.reportId, message, code));
+  }
+
+  /** @param {unknown} error a getUserMedia failure */
+  failCamera(error) {
+    this.fail(cameraErrorCode(error), error instanceof Error ? error.message : String(error));
+  }
+}

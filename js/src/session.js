@@ -1,0 +1,185 @@
+// @ts-check
+/**
+ * One session with the kernel: one RTCPeerConnection and its signaling under one
+ * session id. Reconnecting makes a new Session; a closed one stays closed.
+ */
+
+import * as protocol from "./protocol.js";
+
+/** @typedef {import("./types.js").Model} Model */
+/** @typedef {import("./protocol.js").KernelMessage} KernelMessage */
+/** @typedef {import("./messages.js").ErrorCode} ErrorCode */
+
+/**
+ * What a session tells its view.
+ * @typedef {object} SessionEvents
+ * @property {(track: MediaStreamTrack) => void} onTrack the kernel's echo arrived
+ * @property {() => void} onConnected
+ * @property {() => void} onSilent connected before, now disconnected (may come back)
+ * @property {(code: ErrorCode, detail?: string) => void} onError a problem met here
+ * @property {(message: KernelMessage & {type: "error"}) => void} onKernelError
+ * @property {() => void} onClose the session is over (once)
+ */
+
+/**
+ * The browser's WebRTC, injectable for tests.
+ * @typedef {object} Rtc
+ * @property {(config: RTCConfiguration) => RTCPeerConnection} createPeer
+ * @property {() => RTCRtpCodec[]} videoCodecs the browser's receive codecs for video
+ */
+
+/**
+ * Offer only VP8 (and its retransmission format): the kernel forwards VP8.
+ * @param {RTCRtpTransceiver} transceiver
+ * @param {RTCRtpCodec[]} codecs
+ */
+export function preferVp8(transceiver, codecs) {
+  const wanted = codecs.filter((c) => /^video\/(vp8|rtx)$/i.test(c.mimeType));
+  if (wanted.some((c) => /vp8/i.test(c.mimeType)) && transceiver.setCodecPreferences) {
+    transceiver.setCodecPreferences(wanted);
+  }
+}
+
+/**
+ * The kinds of ICE candidates (host, srflx, relay) of the selected pair in a stats report.
+ * @param {RTCStatsReport} report
+ * @returns {{local: string, remote: string} | null}
+ */
+export function selectedCandidateTypes(report) {
+  /** @type {Map<string, any>} */
+  const byId = new Map();
+  report.forEach((stat) => byId.set(stat.id, stat));
+  const transport = [...byId.values()].find((s) => s.type === "transport");
+  const pair = byId.get(transport?.selectedCandidatePairId ?? "") ??
+    [...byId.values()].find((s) => s.type === "candidate-pair" && s.nominated);
+  const local = byId.get(pair?.localCandidateId ?? "")?.candidateType;
+  const remote = byId.get(pair?.remoteCandidateId ?? "")?.candidateType;
+  return local && remote ? { local, remote } : null;
+}
+
+export class Session {
+  /** @type {(RTCIceCandidateInit | null)[]} candidates found before the offer went out */
+  #pending = [];
+  #offerSent = false;
+  #connected = false;
+  /** The kernel said this session has ended: no bye needed. */
+  #endedByKernel = false;
+  #closed = false;
+
+  /**
+   * Make the peer connection, sending the stream's video track; `start` sends the offer.
+   * @param {object} options
+   * @param {Model} options.model
+   * @param {MediaStream} options.stream
+   * @param {Rtc} options.rtc
+   * @param {SessionEvents} options.events
+   * @param {string} [options.id]
+   */
+  constructor({ model, stream, rtc, events, id = protocol.newSessionId() }) {
+    this.id = id;
+    this.model = model;
+    this.events = events;
+    this.pc = rtc.createPeer({
+      iceServers: model.get("ice_servers") ?? [],
+      iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all",
+    });
+    const [track] = stream.getVideoTracks();
+    const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    this.sender = transceiver.sender;
+    preferVp8(transceiver, rtc.videoCodecs());
+    this.pc.ontrack = (event) => events.onTrack(event.track);
+    this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
+    this.pc.onconnectionstatechange = () => this.#onConnectionState();
+    this.onMessage = this.onMessage.bind(this);
+    model.on("msg:custom", this.onMessage);
+  }
+
+  /** Whether the session is over (closed here, by the kernel or by a failure). */
+  get closed() {
+    return this.#closed;
+  }
+
+  /** Send the offer, then the candidates found meanwhile. */
+  async start() {
+    try {
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+    } catch (error) {
+      if (!this.#closed) this.events.onError("offer-failed", String(error));
+      return;
+    }
+    if (this.#closed) return;
+    this.model.send(protocol.offer(this.id, this.pc.localDescription?.sdp ?? ""));
+    this.#offerSent = true;
+    for (const candidate of this.#pending.splice(0)) this.model.send(protocol.ice(this.id, candidate));
+  }
+
+  /**
+   * Send a new camera track on this connection (no renegotiation).
+   * @param {MediaStreamTrack} track
+   */
+  async replaceTrack(track) {
+    if (!this.#closed) await this.sender.replaceTrack(track);
+  }
+
+  /** @returns {Promise<{local: string, remote: string} | null>} the selected candidates' kinds */
+  async candidateTypes() {
+    if (this.#closed) return null;
+    return selectedCandidateTypes(await this.pc.getStats());
+  }
+
+  /**
+   * A custom message from the kernel: only this session's answer and errors are taken.
+   * @param {unknown} content
+   */
+  async onMessage(content) {
+    const message = protocol.parseKernelMessage(content);
+    if (!message || message.session !== this.id || this.#closed) return;
+    if (message.type === "answer") {
+      try {
+        await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      } catch (error) {
+        if (!this.#closed) this.events.onError("answer-rejected", String(error));
+      }
+    } else {
+      this.events.onKernelError(message);
+      if (message.fatal) {
+        this.#endedByKernel = true;
+        this.close();
+      }
+    }
+  }
+
+  /**
+   * End the session: say bye to the kernel (if it got an offer and has not ended it
+   * itself), close the peer connection, stop listening. Idempotent.
+   */
+  close() {
+    if (this.#closed) return;
+    if (this.#offerSent && !this.#endedByKernel) this.model.send(protocol.bye(this.id));
+    this.#closed = true;
+    this.model.off("msg:custom", this.onMessage);
+    this.pc.close();
+    this.events.onClose();
+  }
+
+  /** @param {RTCIceCandidateInit | null} candidate */
+  #onCandidate(candidate) {
+    if (this.#closed) return;
+    if (this.#offerSent) this.model.send(protocol.ice(this.id, candidate));
+    else this.#pending.push(candidate);
+  }
+
+  #onConnectionState() {
+    if (this.#closed) return;
+    const state = this.pc.connectionState;
+    if (state === "connected") {
+      this.#connected = true;
+      this.events.onConnected();
+    } else if (state === "failed") {
+      this.events.onError(this.#connected ? "kernel-lost" : "ice-failed");
+      this.close();
+    } else if (state === "disconnected" && this.#connected) {
+      this.events.onSilent();
+    }
+  }
+}

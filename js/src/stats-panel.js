@@ -1,0 +1,144 @@
+// @ts-check
+/** The live statistics panel: a grid of the kernel's `stats` and a sparkline of the last minute. */
+
+import { element } from "./dom.js";
+
+/** @typedef {import("./types.js").Model} Model */
+/** @typedef {import("./types.js").Stats} Stats */
+/** @typedef {{fps: number, kbps: number}} Sample */
+
+/** Samples kept for the sparkline (one a second). */
+export const SPARKLINE_SAMPLES = 60;
+
+/**
+ * @param {number} bytes
+ * @returns {string} e.g. "512 B", "3 KiB", "1.5 MiB"
+ */
+export function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/**
+ * @param {number} seconds
+ * @returns {string} minutes:seconds, e.g. "1:05"
+ */
+export function formatDuration(seconds) {
+  const s = Math.floor(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/**
+ * The grid's rows: `[key (data-stat), label, value]`.
+ * @param {Stats} stats
+ * @returns {[string, string, string][]}
+ */
+export function statRows(stats) {
+  const number = (/** @type {string} */ key) => Number(stats[key] ?? 0);
+  const rtt = stats.rtt_ms === null || stats.rtt_ms === undefined
+    ? "–"
+    : `${Number(stats.rtt_ms).toFixed(1)} ms`;
+  const recording = stats.recording
+    ? `${formatBytes(number("recording_bytes"))} · ${formatDuration(number("recording_seconds"))}`
+    : "off";
+  return [
+    ["fps", "fps", number("fps").toFixed(1)],
+    ["kbps", "bitrate", `${number("kbps").toFixed(0)} kbit/s`],
+    ["resolution", "resolution", number("width") ? `${number("width")}×${number("height")}` : "–"],
+    ["rtt", "round trip", rtt],
+    ["lost", "packets lost", String(number("packets_lost"))],
+    ["keyframes", "keyframes", `${number("keyframes")} (PLIs ${number("plis_sent")})`],
+    ["frames", "frames in / echo / rec",
+      `${number("frames_received")} / ${number("frames_forwarded")} / ${number("frames_recorded")}`],
+    ["recording", "recording", recording],
+  ];
+}
+
+/**
+ * Add the stats' rates to the history while a session runs, keeping the last minute.
+ * @param {Sample[]} history
+ * @param {Stats} stats
+ */
+export function addSample(history, stats) {
+  if (!(Number(stats.sessions) > 0)) return;
+  history.push({ fps: Number(stats.fps ?? 0), kbps: Number(stats.kbps ?? 0) });
+  if (history.length > SPARKLINE_SAMPLES) history.shift();
+}
+
+/** The panel's DOM, redrawn on every change of the model's `stats`. */
+export class StatsPanel {
+  /** @type {Sample[]} */
+  history = [];
+
+  /** @param {Model} model */
+  constructor(model) {
+    this.model = model;
+    this.element = element("div", "echo-widget-panel");
+    this.grid = element("div", "echo-widget-stats");
+    this.sparkline = /** @type {HTMLCanvasElement} */ (element("canvas", "echo-widget-sparkline"));
+    this.sparkline.width = 240;
+    this.sparkline.height = 48;
+    this.sparkline.setAttribute("role", "img");
+    this.sparkline.setAttribute("aria-label", "fps and kbit/s over the last minute");
+    const spark = element("figure", "echo-widget-spark");
+    const legend = element("figcaption", "echo-widget-legend");
+    legend.append(element("span", "echo-widget-legend-fps", "fps"), " · ",
+      element("span", "echo-widget-legend-kbps", "kbit/s"), " · last minute");
+    spark.append(this.sparkline, legend);
+    this.element.append(this.grid, spark);
+    this.onStats = this.onStats.bind(this);
+    model.on("change:stats", this.onStats);
+    this.render();
+  }
+
+  onStats() {
+    addSample(this.history, this.model.get("stats") ?? {});
+    this.render();
+  }
+
+  render() {
+    this.grid.replaceChildren(...statRows(this.model.get("stats") ?? {}).map(([key, label, value]) => {
+      const group = element("div", "echo-widget-stat");
+      const detail = element("span", "echo-widget-stat-value", value);
+      detail.dataset.stat = key;
+      group.append(element("span", "echo-widget-stat-label", label), detail);
+      return group;
+    }));
+    this.drawSparkline();
+  }
+
+  drawSparkline() {
+    const canvas = this.sparkline;
+    const context = canvas.getContext("2d");
+    if (!context) return;
+    const { width, height } = canvas;
+    context.clearRect(0, 0, width, height);
+    const style = getComputedStyle(this.element);
+    const colors = {
+      fps: style.getPropertyValue("--jp-brand-color1").trim() || "#1976d2",
+      kbps: style.getPropertyValue("--jp-warn-color1").trim() || "#f57c00",
+    };
+    for (const key of /** @type {const} */ (["fps", "kbps"])) {
+      const values = this.history.map((sample) => sample[key]);
+      if (values.length < 2) continue;
+      const top = Math.max(...values, 1);
+      context.strokeStyle = colors[key];
+      context.lineWidth = 1.5;
+      context.beginPath();
+      values.forEach((value, i) => {
+        const x = (i / (values.length - 1)) * (width - 2) + 1;
+        const y = height - 2 - (value / top) * (height - 4);
+        if (i === 0) context.moveTo(x, y);
+        else context.lineTo(x, y);
+      });
+      context.stroke();
+    }
+    this.sparkline.dataset.samples = String(this.history.length);
+  }
+
+  /** Stop following the model. */
+  destroy() {
+    this.model.off("change:stats", this.onStats);
+  }
+}

@@ -1,0 +1,26 @@
+// @ts-check
+/** Types of the widget's model: its synced traits (echo_widget/widget.py). */
+
+/**
+ * Camera constraints (the `video` trait).
+ * @typedef {{width?: number, height?: number, frameRate?: number, deviceId?: string,
+ *   facingMode?: string}} VideoTrait
+ */
+
+/**
+ * Totals and rates from the kernel (the `stats` trait): fps, kbps, width, height, rtt_ms,
+ * packets_lost, keyframes, plis_sent, frames_*, sessions, recording, recording_bytes, ...
+ * @typedef {Record<string, number | boolean | null | undefined>} Stats
+ */
+
+/**
+ * @typedef {object} Traits
+ * @property {VideoTrait} video
+ * @property {Stats} stats
+ * @property {RTCIceServer[]} ice_servers
+ * @property {"all" | "relay"} ice_transport_policy
+ */
+
+/** @typedef {import("@anywidget/types").AnyModel<Traits>} Model */
+
+export {};

@@ -1,0 +1,199 @@
+// @ts-check
+/**
+ * The EchoWidget view: the local webcam and its echo from the kernel side by side,
+ * controls, status, errors and the stats panel. It lays out the DOM, wires the controls
+ * to an EchoController and renders the controller's state.
+ */
+
+import { Camera } from "./camera.js";
+import { EchoController } from "./controller.js";
+import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
+import { StatsPanel } from "./stats-panel.js";
+
+/** @typedef {import("./types.js").Model} Model */
+/** @typedef {import("./types.js").VideoTrait} VideoTrait */
+
+/** Choices offered in the pickers; the model's `video` may hold any other value. */
+const RESOLUTIONS = ["320x240", "640x480", "1280x720", "1920x1080"];
+const FRAME_RATES = ["15", "24", "30", "60"];
+
+/** @returns {Camera} the page's camera (none outside a secure context) */
+function pageCamera() {
+  const media = window.isSecureContext ? navigator.mediaDevices : undefined;
+  return new Camera(media ? (constraints) => media.getUserMedia(constraints) : null);
+}
+
+/** @type {import("./session.js").Rtc} */
+const pageRtc = {
+  createPeer: (config) => new RTCPeerConnection(config),
+  videoCodecs: () => RTCRtpReceiver.getCapabilities?.("video")?.codecs ?? [],
+};
+
+export class EchoView {
+  /**
+   * @param {Model} model
+   * @param {HTMLElement} el
+   */
+  constructor(model, el) {
+    this.model = model;
+    const root = element("div", "echo-widget");
+    const videos = element("div", "echo-widget-videos");
+    const local = videoFigure("Local webcam");
+    const echo = videoFigure("Echo from kernel");
+    this.localVideo = local.video;
+    this.localCaption = local.caption;
+    this.echoVideo = echo.video;
+    videos.append(local.figure, echo.figure);
+
+    const controls = element("div", "echo-widget-controls");
+    this.cameraButton = button("Stop camera", "camera");
+    this.callButton = button("Hang up", "call");
+    this.echoButton = button("Hide echo", "echo");
+    this.echoButton.setAttribute("aria-pressed", "false");
+    const device = picker("Camera", "device");
+    const resolution = picker("Resolution", "resolution");
+    const frameRate = picker("fps", "frameRate");
+    this.deviceSelect = device.select;
+    this.resolutionSelect = resolution.select;
+    this.frameRateSelect = frameRate.select;
+    controls.append(this.cameraButton, this.callButton, this.echoButton, device.wrapper,
+      resolution.wrapper, frameRate.wrapper);
+
+    this.statusLine = element("div", "echo-widget-status");
+    this.statusLine.setAttribute("aria-live", "polite");
+    this.errorLine = element("div", "echo-widget-error");
+    this.errorLine.setAttribute("role", "alert");
+    this.stats = new StatsPanel(model);
+    root.append(videos, controls, this.statusLine, this.errorLine, this.stats.element);
+    el.append(root);
+    this.root = root;
+
+    this.controller = new EchoController({
+      model,
+      camera: pageCamera(),
+      rtc: pageRtc,
+      origin: `${location.protocol}//${location.host}`,
+      view: this,
+    });
+    const controller = this.controller;
+
+    this.onVideoChange = this.onVideoChange.bind(this);
+    this.endSession = () => controller.session?.close();
+    this.refreshDevices = this.refreshDevices.bind(this);
+    model.on("change:video", this.onVideoChange);
+    window.addEventListener("pagehide", this.endSession);
+    navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
+
+    this.cameraButton.addEventListener("click", () => {
+      if (controller.camera.stream) controller.stopCamera();
+      else void controller.start();
+    });
+    this.callButton.addEventListener("click", () => {
+      if (controller.session) controller.hangUp();
+      else void controller.connect();
+    });
+    this.echoButton.addEventListener("click", () => this.toggleEcho());
+    this.deviceSelect.addEventListener("change", () => {
+      this.setVideo({ deviceId: this.deviceSelect.value || undefined });
+    });
+    this.resolutionSelect.addEventListener("change", () => {
+      const [width, height] = this.resolutionSelect.value.split("x").map(Number);
+      this.setVideo({ width, height });
+    });
+    this.frameRateSelect.addEventListener("change", () => {
+      this.setVideo({ frameRate: Number(this.frameRateSelect.value) });
+    });
+
+    this.renderPickers();
+    this.render();
+    controller.announce();
+  }
+
+  /** Open the camera and connect to the kernel. */
+  start() {
+    return this.controller.start();
+  }
+
+  /** Render the controller's status, error, candidates and the buttons. */
+  render() {
+    const { status, detail, error, candidates, camera, session } = this.controller;
+    this.root.dataset.status = status;
+    if (candidates) this.root.dataset.candidates = candidates;
+    setText(this.statusLine, `Status: ${status}${detail ? ` (${detail})` : ""}`);
+    setText(this.errorLine, error?.message ?? "");
+    this.cameraButton.textContent = camera.stream ? "Stop camera" : "Start camera";
+    this.callButton.textContent = session ? "Hang up" : "Reconnect";
+    this.callButton.disabled = !camera.stream;
+  }
+
+  /** @param {MediaStream | null} stream */
+  showLocal(stream) {
+    this.localVideo.srcObject = stream;
+    if (stream) void this.refreshDevices();
+  }
+
+  /** @param {MediaStreamTrack | null} track */
+  showEcho(track) {
+    this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
+  }
+
+  /**
+   * Change some camera constraints for every view of the widget (and the kernel's `video`).
+   * @param {VideoTrait} changes
+   */
+  setVideo(changes) {
+    /** @type {Record<string, unknown>} */
+    const video = { ...(this.model.get("video") ?? {}), ...changes };
+    for (const key of Object.keys(video)) if (video[key] === undefined) delete video[key];
+    this.model.set("video", /** @type {VideoTrait} */ (video));
+    this.model.save_changes();
+  }
+
+  /** The model's camera constraints changed: show them, and reopen the camera with them. */
+  onVideoChange() {
+    this.renderPickers();
+    void this.controller.onVideoChange();
+  }
+
+  /** List the cameras (their labels are known once the camera was allowed). */
+  async refreshDevices() {
+    const devices = (await navigator.mediaDevices?.enumerateDevices?.()) ?? [];
+    const cameras = devices.filter((d) => d.kind === "videoinput");
+    const settings = this.controller.camera.stream?.getVideoTracks()[0]?.getSettings();
+    const current = settings?.deviceId ?? this.model.get("video")?.deviceId ?? "";
+    fillSelect(this.deviceSelect, cameras.map((d, i) => ({
+      value: d.deviceId,
+      label: d.label || `Camera ${i + 1}`,
+    })), current);
+    this.deviceSelect.disabled = cameras.length === 0;
+    this.localCaption.textContent = settings?.width
+      ? `Local webcam · ${settings.width}×${settings.height} @ ${Math.round(settings.frameRate ?? 0)} fps`
+      : "Local webcam";
+  }
+
+  renderPickers() {
+    const video = this.model.get("video") ?? {};
+    fillSelect(this.resolutionSelect, RESOLUTIONS.map((r) => ({ value: r, label: r.replace("x", "×") })),
+      video.width && video.height ? `${video.width}x${video.height}` : "");
+    fillSelect(this.frameRateSelect, FRAME_RATES.map((f) => ({ value: f, label: f })),
+      video.frameRate ? String(video.frameRate) : "");
+  }
+
+  toggleEcho() {
+    const hidden = this.root.dataset.echo !== "hidden";
+    this.root.dataset.echo = hidden ? "hidden" : "shown";
+    this.echoButton.textContent = hidden ? "Show echo" : "Hide echo";
+    this.echoButton.setAttribute("aria-pressed", String(hidden));
+    if (hidden) this.echoVideo.pause();
+    else void this.echoVideo.play().catch(() => undefined);
+  }
+
+  /** The view is gone: end the session, stop the camera, stop listening. */
+  destroy() {
+    this.controller.destroy();
+    this.stats.destroy();
+    this.model.off("change:video", this.onVideoChange);
+    window.removeEventListener("pagehide", this.endSession);
+    navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
+  }
+}

@@ -1,0 +1,96 @@
+// @ts-check
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Camera, cameraErrorCode, videoConstraints } from "../src/camera.js";
+import { deferred, fakeGetUserMedia } from "./fake-media.js";
+
+describe("videoConstraints", () => {
+  it("asks for the trait's size, rate and facing, and exactly its device", () => {
+    assert.deepEqual(videoConstraints({ width: 1280, height: 720, frameRate: 30, deviceId: "d", facingMode: "user" }), {
+      width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 },
+      deviceId: { exact: "d" }, facingMode: "user",
+    });
+    assert.deepEqual(videoConstraints({}), {});
+    assert.deepEqual(videoConstraints(undefined), {});
+  });
+});
+
+describe("cameraErrorCode", () => {
+  const cases = {
+    NotAllowedError: "camera-denied",
+    SecurityError: "camera-denied",
+    NotFoundError: "camera-not-found",
+    OverconstrainedError: "camera-not-found",
+    NotReadableError: "camera-busy",
+    AbortError: "camera-busy",
+    TypeError: "camera-error",
+  };
+  for (const [name, code] of Object.entries(cases)) {
+    it(`maps ${name} to ${code}`, () => {
+      assert.equal(cameraErrorCode(new DOMException("x", name)), code);
+    });
+  }
+  it("maps anything else to camera-error", () => {
+    assert.equal(cameraErrorCode("a string"), "camera-error");
+  });
+});
+
+describe("Camera", () => {
+  it("opens with the trait's constraints and no audio", async () => {
+    const gum = fakeGetUserMedia();
+    const camera = new Camera(gum.getUserMedia);
+    const stream = await camera.open({ width: 320 });
+    assert.equal(stream, gum.streams[0]);
+    assert.equal(camera.stream, stream);
+    assert.deepEqual(gum.calls, [{ video: { width: { ideal: 320 } }, audio: false }]);
+  });
+
+  it("is not available without getUserMedia (an insecure page)", () => {
+    assert.equal(new Camera(null).available, false);
+    assert.equal(new Camera(fakeGetUserMedia().getUserMedia).available, true);
+  });
+
+  it("stops a camera that opens after it was stopped", async () => {
+    const gum = fakeGetUserMedia();
+    const gate = deferred();
+    gum.gate = gate.promise;
+    const camera = new Camera(gum.getUserMedia);
+    const opening = camera.open({});
+    camera.stop();
+    gate.resolve(undefined);
+    assert.equal(await opening, null);
+    assert.equal(gum.streams[0].track.stopped, true);
+    assert.equal(camera.stream, null);
+  });
+
+  it("reopens: stops the old tracks first, and drops a reopen that a newer one overtook", async () => {
+    const gum = fakeGetUserMedia();
+    const camera = new Camera(gum.getUserMedia);
+    await camera.open({});
+    const gate = deferred();
+    gum.gate = gate.promise;
+    const first = camera.reopen({ width: 640 });
+    assert.equal(gum.streams[0].track.stopped, true);
+    const second = camera.reopen({ width: 1280 });
+    gate.resolve(undefined);
+    assert.equal(await first, null);
+    const latest = await second;
+    assert.equal(gum.streams[1].track.stopped, true);
+    assert.equal(latest, gum.streams[2]);
+    assert.equal(camera.stream, latest);
+  });
+
+  it("drops a reopen when the camera is stopped meanwhile", async () => {
+    const gum = fakeGetUserMedia();
+    const camera = new Camera(gum.getUserMedia);
+    await camera.open({});
+    const gate = deferred();
+    gum.gate = gate.promise;
+    const reopening = camera.reopen({});
+    camera.stop();
+    gate.resolve(undefined);
+    assert.equal(await reopening, null);
+    assert.equal(gum.streams[1].track.stopped, true);
+    assert.equal(camera.stream, null);
+  });
+});

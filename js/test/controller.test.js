@@ -1,0 +1,246 @@
+// @ts-check
+import assert from "node:assert/strict";
+import { beforeEach, describe, it } from "node:test";
+import { Camera } from "../src/camera.js";
+import { EchoController } from "../src/controller.js";
+import { errorMessage } from "../src/messages.js";
+import { FakeModel } from "./fake-model.js";
+import { FakePeerConnection, fakeGetUserMedia, fakeRtc, lastPeer } from "./fake-media.js";
+
+const ORIGIN = "http://example.test:8888";
+
+/**
+ * A controller on a fake model, camera and WebRTC, with a view that records what it is shown.
+ * @param {{secure?: boolean}} [options]
+ */
+function makeController({ secure = true } = {}) {
+  const model = new FakeModel({ video: { width: 640, height: 480 } });
+  const gum = fakeGetUserMedia();
+  const view = {
+    renders: 0,
+    /** @type {MediaStream | null} */
+    local: null,
+    /** @type {MediaStreamTrack | null} */
+    echo: null,
+    render() { this.renders += 1; },
+    /** @param {MediaStream | null} stream */
+    showLocal(stream) { this.local = stream; },
+    /** @param {MediaStreamTrack | null} track */
+    showEcho(track) { this.echo = track; },
+  };
+  const controller = new EchoController({
+    model: model.asModel(),
+    camera: new Camera(secure ? gum.getUserMedia : null),
+    rtc: fakeRtc,
+    origin: ORIGIN,
+    view,
+  });
+  return { controller, model, gum, view };
+}
+
+/** Let pending promise callbacks run. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+beforeEach(() => {
+  FakePeerConnection.made = [];
+});
+
+describe("EchoController", () => {
+  it("announces the view, opens the camera and offers a session", async () => {
+    const { controller, model, view } = makeController();
+    controller.announce();
+    await controller.start();
+    const session = controller.session;
+    assert.ok(session);
+    assert.deepEqual(model.sent.map((/** @type {any} */ m) => [m.type, m.session]), [
+      ["hello", controller.viewId], ["offer", session.id],
+    ]);
+    assert.notEqual(session.id, controller.viewId);
+    assert.equal(view.local, controller.camera.stream);
+    assert.equal(controller.status, "connecting");
+    lastPeer().emitState("connected");
+    await settle();
+    assert.equal(controller.status, "connected");
+  });
+
+  describe("camera errors: a code, its sentence, reported to the kernel", () => {
+    const cases = [
+      ["NotAllowedError", "camera-denied", "Camera permission was denied"],
+      ["SecurityError", "camera-denied", "Camera permission was denied"],
+      ["NotFoundError", "camera-not-found", "No camera was found"],
+      ["OverconstrainedError", "camera-not-found", "No camera was found"],
+      ["NotReadableError", "camera-busy", "in use by another application"],
+      ["AbortError", "camera-busy", "in use by another application"],
+      ["TypeError", "camera-error", "Could not open the camera: Could not start video source"],
+    ];
+    for (const [name, code, words] of cases) {
+      it(`${name} -> ${code}`, async () => {
+        const { controller, model, gum } = makeController();
+        gum.failWith = name;
+        await controller.start();
+        assert.equal(controller.status, "failed");
+        assert.equal(controller.error?.code, code);
+        assert.ok(controller.error?.message.includes(words), controller.error?.message);
+        assert.deepEqual(model.sentOf("error"), [
+          { type: "error", session: controller.viewId, message: controller.error?.message, code },
+        ]);
+        assert.equal(controller.session, null);
+      });
+    }
+  });
+
+  it("says an insecure page can't use the camera, with its origin", async () => {
+    const { controller, model, gum } = makeController({ secure: false });
+    await controller.start();
+    assert.equal(controller.status, "failed");
+    assert.equal(controller.error?.code, "insecure-context");
+    assert.ok(controller.error?.message.includes(`(${ORIGIN})`));
+    assert.ok(controller.error?.message.includes("SSH tunnel"));
+    assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code), ["insecure-context"]);
+    assert.deepEqual(gum.calls, []);
+  });
+
+  it("reports ICE failure before a connection as ice-failed, in the kernel's words", async () => {
+    const { controller, model, view } = makeController();
+    await controller.start();
+    const id = controller.session?.id;
+    lastPeer().emitState("failed");
+    assert.equal(controller.error?.code, "ice-failed");
+    assert.ok(controller.error?.message.startsWith("Could not connect the browser to the kernel (ICE failed)."));
+    assert.deepEqual(model.sentOf("error"), [
+      { type: "error", session: id, message: errorMessage("ice-failed"), code: "ice-failed" },
+    ]);
+    assert.deepEqual(model.sentOf("bye"), [{ type: "bye", session: id }]);
+    assert.equal(controller.status, "failed");
+    assert.equal(controller.session, null);
+    assert.equal(view.echo, null);
+  });
+
+  it("reports a lost connection as kernel-lost", async () => {
+    const { controller, model } = makeController();
+    await controller.start();
+    lastPeer().emitState("connected");
+    lastPeer().emitState("failed");
+    assert.equal(controller.error?.code, "kernel-lost");
+    assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code), ["kernel-lost"]);
+  });
+
+  it("shows kernel-silent without reporting it, and clears it by its code when connected again", async () => {
+    const { controller, model } = makeController();
+    await controller.start();
+    const pc = lastPeer();
+    pc.emitState("connected");
+    pc.emitState("disconnected");
+    assert.equal(controller.status, "connecting");
+    assert.equal(controller.detail, "the kernel is not answering…");
+    assert.deepEqual(controller.error, { code: "kernel-silent", message: errorMessage("kernel-silent") });
+    assert.deepEqual(model.sentOf("error"), []);
+    pc.emitState("connected");
+    assert.equal(controller.error, null);
+    assert.equal(controller.status, "connected");
+  });
+
+  it("keeps another error when connected again, even one with the kernel-silent words", async () => {
+    const { controller, model } = makeController();
+    await controller.start();
+    const id = controller.session?.id;
+    await model.receive({ type: "error", session: id, message: errorMessage("kernel-silent"), code: "internal" });
+    lastPeer().emitState("connected");
+    assert.deepEqual(controller.error, { code: "internal", message: errorMessage("kernel-silent") });
+  });
+
+  it("shows a kernel error with its code (optional); a fatal one ends the session", async () => {
+    const { controller, model, view } = makeController();
+    await controller.start();
+    const id = controller.session?.id;
+    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
+    await model.receive({ type: "error", session: id, message: "No ffmpeg", fatal: false });
+    assert.deepEqual(controller.error, { code: null, message: "No ffmpeg" });
+    assert.equal(controller.status, "connecting");
+    await model.receive({ type: "error", session: id, message: "Too many views.", code: "too-many-sessions", fatal: true });
+    assert.deepEqual(controller.error, { code: "too-many-sessions", message: "Too many views." });
+    assert.equal(controller.status, "failed");
+    assert.equal(controller.session, null);
+    assert.equal(view.echo, null);
+    assert.deepEqual(model.sentOf("error"), [], "kernel errors are not reported back");
+  });
+
+  it("reconnects with a new session id, closing the old peer and ignoring its late messages", async () => {
+    const { controller, model } = makeController();
+    await controller.start();
+    const old = controller.session;
+    const oldPeer = lastPeer();
+    controller.hangUp();
+    assert.equal(controller.status, "closed");
+    assert.equal(controller.detail, "hung up");
+    assert.equal(oldPeer.closed, true);
+    await controller.connect();
+    const fresh = controller.session;
+    assert.ok(old && fresh);
+    assert.notEqual(fresh.id, old.id);
+    assert.notEqual(lastPeer(), oldPeer);
+    assert.deepEqual(model.sentOf("offer").map((/** @type {any} */ m) => m.session), [old.id, fresh.id]);
+    assert.deepEqual(model.sentOf("bye").map((/** @type {any} */ m) => m.session), [old.id]);
+    await model.receive({ type: "answer", session: old.id, sdp: "v=0 stale" });
+    await model.receive({ type: "error", session: old.id, message: "stale", fatal: true });
+    assert.equal(lastPeer().remoteDescription, null);
+    assert.equal(controller.session, fresh);
+    assert.equal(controller.error, null);
+  });
+
+  it("stopping the camera ends the session and stops the tracks", async () => {
+    const { controller, gum, view } = makeController();
+    await controller.start();
+    controller.stopCamera();
+    assert.equal(controller.status, "closed");
+    assert.equal(controller.detail, "camera stopped");
+    assert.equal(controller.session, null);
+    assert.equal(gum.streams[0].track.stopped, true);
+    assert.equal(view.local, null);
+  });
+
+  it("sends the reopened camera's track on the same session", async () => {
+    const { controller, gum } = makeController();
+    await controller.start();
+    const session = controller.session;
+    await controller.onVideoChange();
+    assert.equal(controller.session, session);
+    assert.deepEqual(lastPeer().replacedTracks, [gum.streams[1].track]);
+  });
+
+  it("a camera that fails to reopen stops the camera and says why", async () => {
+    const { controller, gum, model } = makeController();
+    await controller.start();
+    gum.failWith = "NotReadableError";
+    await controller.onVideoChange();
+    assert.equal(controller.session, null);
+    assert.equal(controller.camera.stream, null);
+    assert.equal(controller.error?.code, "camera-busy");
+    assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code), ["camera-busy"]);
+  });
+
+  it("destroyed while the camera opens: the camera is stopped and no session starts", async () => {
+    const { controller, gum, model } = makeController();
+    /** @type {() => void} */
+    let release = () => undefined;
+    gum.gate = new Promise((resolve) => { release = () => resolve(undefined); });
+    const starting = controller.start();
+    controller.destroy();
+    release();
+    await starting;
+    assert.equal(gum.streams[0].track.stopped, true);
+    assert.equal(controller.session, null);
+    assert.deepEqual(model.sentOf("offer"), []);
+  });
+
+  it("destroyed: says bye and reports nothing more", async () => {
+    const { controller, model } = makeController();
+    await controller.start();
+    const pc = lastPeer();
+    controller.destroy();
+    assert.equal(pc.closed, true);
+    assert.equal(model.sentOf("bye").length, 1);
+    controller.fail("camera-busy");
+    assert.deepEqual(model.sentOf("error"), []);
+  });
+});

@@ -1,0 +1,183 @@
+// @ts-check
+/** Fake WebRTC and camera objects: just what the session, camera and controller use. */
+
+export class FakeTrack {
+  stopped = false;
+
+  /** @param {string} [label] */
+  constructor(label = "camera") {
+    this.label = label;
+  }
+
+  stop() {
+    this.stopped = true;
+  }
+
+  getSettings() {
+    return { width: 640, height: 480, frameRate: 30, deviceId: "cam-1" };
+  }
+}
+
+export class FakeStream {
+  /** @param {FakeTrack} [track] */
+  constructor(track = new FakeTrack()) {
+    this.track = track;
+  }
+
+  getVideoTracks() {
+    return [this.track];
+  }
+
+  getTracks() {
+    return [this.track];
+  }
+
+  /** @returns {MediaStream} */
+  asStream() {
+    return /** @type {any} */ (this);
+  }
+}
+
+/** A promise with its resolve and reject at hand. */
+export function deferred() {
+  /** @type {(value: any) => void} */
+  let resolve = () => undefined;
+  /** @type {(error: any) => void} */
+  let reject = () => undefined;
+  /** @type {Promise<any>} */
+  const promise = new Promise((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * A fake getUserMedia: resolves with a new FakeStream, or rejects with a DOMException
+ * named `failWith`. Records its calls.
+ */
+export function fakeGetUserMedia() {
+  const gum = {
+    /** @type {MediaStreamConstraints[]} */
+    calls: [],
+    /** @type {FakeStream[]} */
+    streams: [],
+    /** @type {string | null} */
+    failWith: null,
+    /** @type {Promise<void> | null} held until resolved, when set */
+    gate: null,
+    /** @param {MediaStreamConstraints} constraints */
+    async getUserMedia(constraints) {
+      gum.calls.push(constraints);
+      if (gum.gate) await gum.gate;
+      if (gum.failWith) throw new DOMException("Could not start video source", gum.failWith);
+      const stream = new FakeStream();
+      gum.streams.push(stream);
+      return stream.asStream();
+    },
+  };
+  return gum;
+}
+
+export class FakePeerConnection {
+  /** @type {FakePeerConnection[]} every peer made, in order */
+  static made = [];
+  /** @type {RTCPeerConnectionState} */
+  connectionState = "new";
+  closed = false;
+  /** @type {RTCSessionDescriptionInit | null} */
+  localDescription = null;
+  /** @type {RTCSessionDescriptionInit | null} */
+  remoteDescription = null;
+  /** @type {RTCRtpCodec[] | null} */
+  codecPreferences = null;
+  /** @type {MediaStreamTrack[]} tracks given to the sender's replaceTrack */
+  replacedTracks = [];
+  /** When set, setRemoteDescription rejects with it. */
+  /** @type {Error | null} */
+  rejectAnswer = null;
+  /** @type {Promise<void> | null} setLocalDescription is held until it resolves, when set */
+  localGate = null;
+  /** @type {((event: any) => void) | null} */
+  ontrack = null;
+  /** @type {((event: any) => void) | null} */
+  onicecandidate = null;
+  /** @type {(() => void) | null} */
+  onconnectionstatechange = null;
+  /** @type {Map<string, object>} returned by getStats */
+  stats = new Map();
+
+  /** @param {RTCConfiguration} config */
+  constructor(config) {
+    this.config = config;
+    FakePeerConnection.made.push(this);
+  }
+
+  /**
+   * @param {MediaStreamTrack} track
+   * @param {RTCRtpTransceiverInit} init
+   */
+  addTransceiver(track, init) {
+    this.track = track;
+    this.init = init;
+    return {
+      sender: { replaceTrack: async (/** @type {MediaStreamTrack} */ t) => { this.replacedTracks.push(t); } },
+      setCodecPreferences: (/** @type {RTCRtpCodec[]} */ codecs) => { this.codecPreferences = codecs; },
+    };
+  }
+
+  async createOffer() {
+    if (this.closed) throw new DOMException("The peer connection is closed", "InvalidStateError");
+    return { type: "offer", sdp: "v=0 fake offer" };
+  }
+
+  /** @param {RTCSessionDescriptionInit} description */
+  async setLocalDescription(description) {
+    if (this.localGate) await this.localGate;
+    this.localDescription = description;
+  }
+
+  /** @param {RTCSessionDescriptionInit} description */
+  async setRemoteDescription(description) {
+    if (this.rejectAnswer) throw this.rejectAnswer;
+    this.remoteDescription = description;
+  }
+
+  async getStats() {
+    return this.stats;
+  }
+
+  close() {
+    this.closed = true;
+    this.connectionState = "closed";
+  }
+
+  /** @param {RTCIceCandidateInit | null} candidate a candidate found (null: no more) */
+  emitCandidate(candidate) {
+    this.onicecandidate?.({ candidate: candidate && { toJSON: () => candidate } });
+  }
+
+  /** @param {RTCPeerConnectionState} state */
+  emitState(state) {
+    this.connectionState = state;
+    this.onconnectionstatechange?.();
+  }
+
+  /** @param {MediaStreamTrack} track */
+  emitTrack(track) {
+    this.ontrack?.({ track });
+  }
+}
+
+/** @type {import("../src/session.js").Rtc} fake WebRTC for a Session */
+export const fakeRtc = {
+  createPeer: (config) => /** @type {any} */ (new FakePeerConnection(config)),
+  videoCodecs: () => [],
+};
+
+/** @returns {FakePeerConnection} the latest peer made */
+export function lastPeer() {
+  const peer = FakePeerConnection.made.at(-1);
+  if (!peer) throw new Error("no peer connection was made");
+  return peer;
+}

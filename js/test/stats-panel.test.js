@@ -1,0 +1,59 @@
+// @ts-check
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { SPARKLINE_SAMPLES, addSample, formatBytes, formatDuration, statRows } from "../src/stats-panel.js";
+
+describe("formatBytes", () => {
+  it("uses B, KiB and MiB", () => {
+    assert.equal(formatBytes(0), "0 B");
+    assert.equal(formatBytes(1023), "1023 B");
+    assert.equal(formatBytes(1024), "1 KiB");
+    assert.equal(formatBytes(1024 * 1024 - 1), "1024 KiB");
+    assert.equal(formatBytes(1024 * 1024), "1.0 MiB");
+    assert.equal(formatBytes(1.25 * 1024 * 1024), "1.3 MiB");
+  });
+});
+
+describe("formatDuration", () => {
+  it("gives minutes and two-digit seconds, rounded down", () => {
+    assert.equal(formatDuration(0), "0:00");
+    assert.equal(formatDuration(5.9), "0:05");
+    assert.equal(formatDuration(65), "1:05");
+    assert.equal(formatDuration(3600), "60:00");
+  });
+});
+
+describe("statRows", () => {
+  it("formats the kernel's stats by data-stat key", () => {
+    const rows = Object.fromEntries(statRows({
+      fps: 29.97, kbps: 1499.6, width: 640, height: 480, rtt_ms: 1.234, packets_lost: 2,
+      keyframes: 3, plis_sent: 1, frames_received: 10, frames_forwarded: 9, frames_recorded: 8,
+      recording: true, recording_bytes: 2048, recording_seconds: 61,
+    }).map(([key, , value]) => [key, value]));
+    assert.deepEqual(rows, {
+      fps: "30.0", kbps: "1500 kbit/s", resolution: "640×480", rtt: "1.2 ms", lost: "2",
+      keyframes: "3 (PLIs 1)", frames: "10 / 9 / 8", recording: "2 KiB · 1:01",
+    });
+  });
+
+  it("shows dashes and off before there are stats", () => {
+    const rows = Object.fromEntries(statRows({ rtt_ms: null }).map(([key, , value]) => [key, value]));
+    assert.equal(rows.resolution, "–");
+    assert.equal(rows.rtt, "–");
+    assert.equal(rows.recording, "off");
+    assert.equal(rows.fps, "0.0");
+  });
+});
+
+describe("addSample", () => {
+  it("keeps the last minute of rates while a session runs", () => {
+    /** @type {{fps: number, kbps: number}[]} */
+    const history = [];
+    addSample(history, { sessions: 0, fps: 30, kbps: 1000 });
+    assert.equal(history.length, 0);
+    for (let i = 0; i < SPARKLINE_SAMPLES + 5; i += 1) addSample(history, { sessions: 1, fps: i, kbps: 2 * i });
+    assert.equal(history.length, SPARKLINE_SAMPLES);
+    assert.deepEqual(history.at(-1), { fps: SPARKLINE_SAMPLES + 4, kbps: 2 * (SPARKLINE_SAMPLES + 4) });
+    assert.deepEqual(history[0], { fps: 5, kbps: 10 });
+  });
+});
