@@ -151,6 +151,8 @@ class SessionHub:
             return
         if isinstance(message, protocol.BrowserError):
             logger.warning("echo-widget view %s: %s", message.session[:40], message.message)
+            if message.code == "view-crashed":  # its script ran: not a view that never started
+                self.views_started += 1
             self._owner.show_error(message.code or "view", message.message)
             return
         if isinstance(message, protocol.Offer):

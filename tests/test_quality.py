@@ -46,7 +46,8 @@ def test_the_wheel_carries_the_widget_js_so_no_node_is_needed(built: Path) -> No
     (wheel,) = built.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        assert archive.read("echo_widget/static/widget.js") == (ROOT / "js/widget.js").read_bytes()
+        bundle = (ROOT / "echo_widget/static/widget.js").read_bytes()
+        assert archive.read("echo_widget/static/widget.js") == bundle
         css = archive.read("echo_widget/static/widget.css")
         assert css == (ROOT / "js/widget.css").read_bytes()
     assert "echo_widget/py.typed" in names
@@ -57,5 +58,5 @@ def test_the_sdist_builds_a_complete_wheel(built: Path) -> None:
     (sdist,) = built.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
-    assert {"js/widget.js", "js/widget.css", "pyproject.toml", "LICENSE",
-            "echo_widget/widget.py"} <= names
+    assert {"echo_widget/static/widget.js", "js/src/index.js", "js/widget.css",
+            "pyproject.toml", "LICENSE", "echo_widget/widget.py"} <= names
