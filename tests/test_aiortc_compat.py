@@ -39,7 +39,25 @@ def test_installed_aiortc_is_in_the_pinned_range() -> None:
 
 
 def test_the_internals_are_there() -> None:
-    check_compat()
+    check_compat(require_sources=True)
+
+
+def test_internals_that_cannot_be_read_are_not_taken_as_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(obj: object) -> str:
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(_aiortc_compat.inspect, "getsource", unreadable)
+    with pytest.raises(RuntimeError, match="could not check aiortc's internals"):
+        check_compat(require_sources=True)
+    with pytest.warns(RuntimeWarning, match="could not check aiortc's internals"):
+        check_compat()
+
+
+def test_a_missing_private_method_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(RTCRtpSender, "_send_keyframe")
+    with pytest.raises(RuntimeError, match=r"RTCRtpSender._send_keyframe is missing"):
+        check_compat()
 
 
 def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:

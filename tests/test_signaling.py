@@ -9,8 +9,13 @@ from typing import Any
 import pytest
 
 from echo_widget import EchoWidget
-from echo_widget.config import ICE_SERVERS_ENV
-from echo_widget.protocol import Bye, Ice, Offer, ProtocolError, parse_message
+from echo_widget.config import (
+    ICE_POLICY_ENV,
+    ICE_SERVERS_ENV,
+    check_ice_servers,
+    to_rtc_ice_servers,
+)
+from echo_widget.protocol import BrowserError, Bye, Ice, Offer, ProtocolError, parse_message
 
 from .conftest import EchoClient, Signaling, wait_until
 
@@ -68,6 +73,8 @@ async def test_bad_messages_get_error_replies_and_never_raise() -> None:
     replies = signaling.sent
     assert [r["type"] for r in replies] == ["error"] * 4
     assert [r["session"] for r in replies] == [None, "nobody", "nobody", "a"]
+    assert [r["code"] for r in replies] == ["bad-message", "unknown-session", "unknown-session",
+                                            "bad-message"]
     assert "Unknown or ended session" in replies[1]["message"]
     assert widget.status == "idle"
     await widget.aclose()
@@ -86,6 +93,7 @@ async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: s
     signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
     reply = await signaling.wait_for("error", "s")
     assert words in reply["message"]
+    assert (reply["code"], reply["fatal"]) == ("bad-offer", True)
     await wait_until(lambda: widget.status == "failed", 2, "status failed")
     assert words in widget.error
     await widget.aclose()
@@ -93,6 +101,7 @@ async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: s
     # the ended session id can't be reused
     signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
     assert "ended" in signaling.sent[-1]["message"]
+    assert signaling.sent[-1]["code"] == "session-ended"
 
 
 def test_offer_without_a_running_loop_gets_an_error() -> None:
@@ -101,6 +110,7 @@ def test_offer_without_a_running_loop_gets_an_error() -> None:
     signaling.deliver({"type": "offer", "session": "s", "sdp": "v=0"})
     assert signaling.sent[-1]["type"] == "error"
     assert "event loop" in signaling.sent[-1]["message"]
+    assert signaling.sent[-1]["code"] == "no-loop"
 
 
 def test_ice_servers_come_from_the_argument_or_the_environment(
@@ -118,6 +128,44 @@ def test_ice_servers_come_from_the_argument_or_the_environment(
     for bad in bad_lists:
         with pytest.raises(ValueError, match="ice"):
             EchoWidget(ice_servers=bad)  # type: ignore[arg-type]
+
+
+def test_every_ice_server_field_reaches_aiortc() -> None:
+    servers = check_ice_servers([
+        {"urls": ["turn:127.0.0.1:3478", "turns:127.0.0.1:5349"], "username": "u",
+         "credential": "p", "credentialType": "password"},
+        {"urls": "stun:127.0.0.1:3478"}])
+    turn, stun = to_rtc_ice_servers(servers)
+    assert (turn.urls, turn.username, turn.credential, turn.credentialType) == (
+        ["turn:127.0.0.1:3478", "turns:127.0.0.1:5349"], "u", "p", "password")
+    assert (stun.urls, stun.username, stun.credential) == ("stun:127.0.0.1:3478", None, None)
+    with pytest.raises(ValueError, match="credential"):
+        check_ice_servers([{"urls": "turn:x", "credential": 5}])
+
+
+def test_the_ice_policy_comes_from_the_argument_or_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    turn = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}]
+    assert EchoWidget().ice_transport_policy == "all"
+    monkeypatch.setenv(ICE_POLICY_ENV, "relay")
+    assert EchoWidget(ice_servers=turn).ice_transport_policy == "relay"
+    assert EchoWidget(ice_servers=turn, ice_transport_policy="all").ice_transport_policy == "all"
+    with pytest.raises(ValueError, match="needs a TURN server"):
+        EchoWidget(ice_servers=[])
+    monkeypatch.setenv(ICE_POLICY_ENV, "sometimes")
+    with pytest.raises(ValueError, match="ECHO_WIDGET_ICE_TRANSPORT_POLICY must be"):
+        EchoWidget()
+
+
+def test_a_browser_error_code_is_parsed_and_checked() -> None:
+    parsed = parse_message({"type": "error", "session": "s", "message": "denied",
+                            "code": "camera-denied"})
+    assert parsed == BrowserError("s", "denied", "camera-denied")
+    assert parse_message({"type": "error", "session": "s", "message": "x"}) == BrowserError(
+        "s", "x", None)
+    for bad in (5, "", "x" * 65):
+        with pytest.raises(ProtocolError, match="'code'"):
+            parse_message({"type": "error", "session": "s", "message": "x", "code": bad})
 
 
 @pytest.mark.usefixtures("peer_network")

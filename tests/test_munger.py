@@ -1,0 +1,44 @@
+"""RtpMunger: the echo's sequence numbers and timestamps, computed from the incoming ones."""
+
+from __future__ import annotations
+
+from echo_widget.media.munger import RtpMunger
+
+STEP = 3000
+
+
+def test_the_echo_starts_on_a_start_packet_with_fixed_offsets() -> None:
+    munger = RtpMunger(STEP, first=(999, 50_000))
+    assert munger.waiting(ssrc=7)
+    assert munger.munge(10, 9000, can_start=False) is None, "no start before a start packet"
+    assert munger.munge(11, 12000, can_start=True) == (1000, 53_000)
+    assert not munger.waiting(ssrc=7)
+    assert munger.munge(13, 15000, can_start=False) == (1002, 56_000), "a gap stays a gap"
+    assert munger.munge(12, 12000, can_start=False) == (1001, 53_000), "a late one fills it"
+
+
+def test_a_packet_seen_before_is_not_echoed_again() -> None:
+    munger = RtpMunger(STEP, first=(0, 0))
+    munger.waiting(ssrc=1)
+    assert munger.munge(5, 0, can_start=True) is not None
+    assert munger.munge(5, 0, can_start=True) is None
+    assert munger.munge(6, 3000, can_start=False) is not None
+    assert munger.munge(6, 3000, can_start=False) is None
+
+
+def test_numbers_wrap_and_a_new_ssrc_continues_from_the_newest() -> None:
+    munger = RtpMunger(STEP, first=(0xFFFE, 0xFFFFFFFF - 1000))
+    munger.waiting(ssrc=1)
+    assert munger.munge(100, 0, can_start=True) == (0xFFFF, 1999)
+    assert munger.munge(101, 3000, can_start=False) == (0, 4999), "sequence numbers wrap"
+    assert munger.waiting(ssrc=2), "a new SSRC restarts the echo"
+    assert munger.munge(7, 123, can_start=False) is None
+    assert munger.munge(8, 456, can_start=True) == (1, 4999 + STEP)
+
+
+def test_no_number_is_taken_for_a_repeat_after_a_full_cycle() -> None:
+    munger = RtpMunger(STEP, first=(0, 0))
+    munger.waiting(ssrc=1)
+    echoed = sum(munger.munge(seq & 0xFFFF, seq * STEP & 0xFFFFFFFF, can_start=True) is not None
+                 for seq in range(3 * 65536))
+    assert echoed == 3 * 65536
