@@ -22,6 +22,7 @@ ErrorCode = Literal[
     "no-media",           # a connected browser stopped sending
     "ice-candidate",      # a remote candidate was rejected
     "recording",          # the recording could not start or stopped
+    "transform",          # the user's transform failed on a frame (skipped)
     "view-timeout",       # displayed, but no view started in the browser
     "internal",           # a bug: an unexpected exception
 ]

@@ -7,6 +7,10 @@ that a displayed widget's view starts, fans recording requests out to the live s
 publishes statistics while any session is live, and closes everything. It reports to its
 owner (the widget) through a :class:`HubOwner`; tests drive it with any object that has
 those methods.
+
+It also keeps the kernel's frame consumers (``snapshot()``, ``frames()``: one newest-wins
+slot each, fed from the current session) and the transform, and tells each session whether
+to decode: only while someone wants frames.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
+
 from . import errors, protocol
 from .errors import ErrorCode
+from .media.transform import Transform
+from .media.workers import AsyncLatestSlot
 from .recording import RecorderError
 from .session import EchoSession, SessionConfig
 from .stats import Stats, StatsBook
@@ -84,6 +92,9 @@ class SessionHub:
         self._stopping: set[asyncio.Future[list[str]]] = set()
         self._close_task: asyncio.Task[None] | None = None
         self._view_check: asyncio.TimerHandle | None = None
+        self._consumers: set[AsyncLatestSlot[av.VideoFrame]] = set()
+        self._transform: Transform | None = None
+        self._closed = False
 
     # -- state ----------------------------------------------------------------
 
@@ -106,6 +117,12 @@ class SessionHub:
     def busy(self) -> bool:
         """Whether anything is left to close: sessions, recordings, a pending view check."""
         return bool(self._unfinished or self._stopping or self._view_check is not None)
+
+    @property
+    def current(self) -> EchoSession | None:
+        """The session frames come from: the latest one started, else the newest live one."""
+        live = list(self._sessions.values())
+        return self._latest if self._latest in live else (live[-1] if live else None)
 
     def snapshot(self) -> Stats:
         """Statistics now, with the rates of the last sample."""
@@ -184,6 +201,7 @@ class SessionHub:
         self._unfinished.add(session)
         self._latest = session
         self.sessions_started += 1
+        self._update_decoding()
         self._owner.show_error(None, "")
         self._owner.show_status(session.state)
         if self._stats_task is None or self._stats_task.done():
@@ -224,6 +242,7 @@ class SessionHub:
             self._ended_ids[session.id] = None
             if len(self._ended_ids) > ENDED_IDS_KEPT:
                 del self._ended_ids[next(iter(self._ended_ids))]
+            self._update_decoding()
 
     def session_error(self, session: EchoSession, code: ErrorCode, message: str) -> None:
         logger.warning("echo-widget session %s: %s", session.id, message)
@@ -237,8 +256,72 @@ class SessionHub:
     def session_finished(self, session: EchoSession) -> None:
         """Forget a session that has torn down (a re-run cell's old widget keeps none)."""
         self._unfinished.discard(session)
+        figures = session.stats()
+        self.book.decoded_ended += figures.frames_decoded
+        self.book.skipped_ended += figures.frames_skipped
         if session is self._latest:
             self._latest = None
+
+    def frame_decoded(self, session: EchoSession, frame: av.VideoFrame) -> None:
+        if session is not self.current:
+            return
+        for slot in self._consumers:
+            if slot.put(frame):
+                self.book.counters.frames_skipped += 1
+
+    # -- the kernel can see -----------------------------------------------------
+
+    def subscribe(self) -> AsyncLatestSlot[av.VideoFrame]:
+        """A new frame consumer: a slot the current session's newest frames go to."""
+        slot: AsyncLatestSlot[av.VideoFrame] = AsyncLatestSlot()
+        if self._closed:
+            slot.close()
+            return slot
+        self._consumers.add(slot)
+        self._update_decoding()
+        return slot
+
+    def unsubscribe(self, slot: AsyncLatestSlot[av.VideoFrame]) -> None:
+        """The consumer is gone; decoding stops with the last one."""
+        self._consumers.discard(slot)
+        slot.close()
+        self._update_decoding()
+
+    @property
+    def consumers(self) -> int:
+        return len(self._consumers)
+
+    @property
+    def transform(self) -> Transform | None:
+        return self._transform
+
+    def set_transform(self, transform: Transform | None) -> None:
+        """Run ``transform`` on every session that can show processed video (None: stop)."""
+        self._transform = transform
+        self._update_decoding()
+
+    def _current_transform(self) -> Transform | None:
+        return self._transform
+
+    def _update_decoding(self) -> None:
+        current = self.current
+        wants_transform = self._transform is not None and not self._closed
+        for session in list(self._sessions.values()):
+            session.set_decoding(
+                frames=bool(self._consumers) and session is current,
+                transform=self._current_transform if wants_transform else None)
+
+    def annotate(self, rtp_timestamp: int | None, shapes: list[dict[str, Any]]) -> bool:
+        """Send shapes to the current session's view, stamped with the echo's timestamp of
+        the camera frame ``rtp_timestamp`` (None: draw at once). ``(None, [])`` clears every
+        view. Returns whether a view was sent anything."""
+        targets = list(self._sessions.values()) if rtp_timestamp is None and not shapes else (
+            [self.current] if self.current is not None else [])
+        for session in targets:
+            assert session is not None
+            timestamp = None if rtp_timestamp is None else session.echo_timestamp(rtp_timestamp)
+            self._owner.send(protocol.overlay(session.id, timestamp, shapes))
+        return bool(targets)
 
     # -- recording --------------------------------------------------------------
 
@@ -308,6 +391,10 @@ class SessionHub:
 
     async def _aclose(self) -> None:
         self._cancel_view_check()
+        self._closed = True
+        for slot in list(self._consumers):
+            slot.close()
+        self._consumers.clear()
         await asyncio.gather(*(session.aclose() for session in list(self._unfinished)),
                              *list(self._stopping))
         if self._stats_task is not None:

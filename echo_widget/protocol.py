@@ -13,6 +13,8 @@ browser -> kernel::
 kernel -> browser::
 
     {"type": "answer", "session": S, "sdp": str}
+    {"type": "overlay", "session": S, "timestamp": int | None, "shapes": [shape, ...]}
+                                           shapes over the echo frame with that RTP timestamp
     {"type": "error", "session": S | None, "message": str, "code": str, "fatal": bool}
                                            fatal: the session has ended
 
@@ -155,6 +157,11 @@ def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:
 def answer(session: str, sdp: str) -> dict[str, Any]:
     """The kernel's answer to an offer."""
     return {"type": "answer", "session": session, "sdp": sdp}
+
+
+def overlay(session: str, timestamp: int | None, shapes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shapes to draw over the echo frame with RTP timestamp ``timestamp`` (None: now)."""
+    return {"type": "overlay", "session": session, "timestamp": timestamp, "shapes": shapes}
 
 
 def error(session: str | None, code: ErrorCode, message: str, *,

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import av
 from aiortc import (
     RTCConfiguration,
     RTCIceCandidate,
@@ -27,13 +30,21 @@ from aiortc import (
 )
 
 from . import errors, protocol
-from ._aiortc_compat import EchoRtpSender, offered_media, on_keyframe_request, tap_receiver
+from ._aiortc_compat import (
+    EchoRtpSender,
+    OfferedMedia,
+    offered_media,
+    on_keyframe_request,
+    tap_receiver,
+)
 from .errors import ErrorCode
+from .media.decoder import DecodedFrame, FrameDecoder
 from .media.forwarder import MediaForwarder
 from .media.frames import VideoFrames
+from .media.transform import ProcessedTrack, Transform, TransformWorker
 from .media.vp8 import VP8
 from .recording import Recorder, RecorderError
-from .stats import MediaCounters, SessionStats
+from .stats import MediaCounters, SessionStats, percentile
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,9 @@ class SessionListener(Protocol):
 
     def session_finished(self, session: EchoSession) -> None:
         """The session has torn down: peer closed, recordings finalized."""
+
+    def frame_decoded(self, session: EchoSession, frame: av.VideoFrame) -> None:
+        """A decoded camera frame for the frame consumers (on the loop)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,16 @@ class EchoSession:
         self.forwarder = MediaForwarder(counters, VP8)
         self.video = VideoFrames(counters, self.forwarder)
         self.forwarder.tap(self.video.add)
+        self.processed: ProcessedTrack | None = None
+        """The processed video's track, when the view offered a second video m-line."""
+        self._decoder: FrameDecoder | None = None
+        self._transformer: TransformWorker | None = None
+        self._deliver_frames = False
+        self._stopping: set[asyncio.Task[None]] = set()
+        """Decoders and transform workers being stopped and joined; awaited at teardown."""
+        self._decoded_before = 0
+        self._skipped_before = 0
+        """Frames decoded and skipped by workers that have stopped."""
         self._offer_sdp = offer_sdp
         self._config = config
         self._counters = counters
@@ -122,6 +146,7 @@ class EchoSession:
         """Round-trip time to the browser from its receiver reports on the echo, if known."""
         self.packets_lost = 0
         """Packets from the browser that never arrived (aiortc's receiver statistics)."""
+        self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._run())
 
     # -- called by the widget -------------------------------------------------
@@ -147,18 +172,103 @@ class EchoSession:
     @property
     def recorder(self) -> Recorder | None:
         """The recording in progress, if any."""
-        sink = self.video.sink
-        return sink if isinstance(sink, Recorder) else None
+        return next((s for s in self.video.sinks if isinstance(s, Recorder)), None)
 
     def stats(self) -> SessionStats:
         """This session's own figures."""
         width, height = self.video.frame_size
         recorder = self.recorder
+        decoded, skipped = self._decoded_before, self._skipped_before
+        if self._decoder is not None:
+            decoded += self._decoder.decoded
+        transform_ms: dict[str, float] | None = None
+        processed_fps = 0.0
+        age_ms: float | None = None
+        worker = self._transformer
+        if worker is not None:
+            skipped += worker.skipped
+            took, count, age = worker.stats(time.monotonic())
+            processed_fps = float(count)
+            if took:
+                transform_ms = {"p50": round(percentile(took, 50) * 1000, 1),
+                                "p95": round(percentile(took, 95) * 1000, 1)}
+            age_ms = round(age * 1000, 1) if age is not None else None
         return SessionStats(
             width=width, height=height, rtt_ms=self.rtt_ms, packets_lost=self.packets_lost,
             recording=recorder is not None,
             recording_bytes=recorder.size if recorder is not None else 0,
-            recording_seconds=recorder.duration if recorder is not None else 0.0)
+            recording_seconds=recorder.duration if recorder is not None else 0.0,
+            frames_decoded=decoded, frames_skipped=skipped, transform_ms=transform_ms,
+            processed_fps=processed_fps, processed_age_ms=age_ms)
+
+    # -- the kernel can see -------------------------------------------------
+
+    @property
+    def decoding(self) -> bool:
+        """Whether a decoder runs for this session."""
+        return self._decoder is not None
+
+    def set_decoding(self, *, frames: bool, transform: Callable[[], Transform | None] | None
+                     ) -> None:
+        """Decode for the frame consumers (``frames``) and/or run ``transform``; stop what
+        is no longer wanted. Returns at once: workers that stop are joined in the background
+        (and at teardown)."""
+        if not self.live:
+            frames, transform = False, None
+        if transform is None or self.processed is None:
+            transform = None
+        self._deliver_frames = frames
+        if transform is not None and self._transformer is None:
+            assert self.processed is not None
+            self._transformer = TransformWorker(transform, self.processed,
+                                                self._transform_error)
+        elif transform is None and self._transformer is not None:
+            worker, self._transformer = self._transformer, None
+            self._skipped_before += worker.skipped
+            self._stop_worker(worker.aclose())
+        wanted = frames or self._transformer is not None
+        if wanted and self._decoder is None:
+            self._decoder = FrameDecoder(self._on_decoded)
+            self.video.attach(self._decoder)
+        elif not wanted and self._decoder is not None:
+            decoder, self._decoder = self._decoder, None
+            self.video.detach(decoder)
+            self._stop_worker(self._retire_decoder(decoder))
+
+    async def _retire_decoder(self, decoder: FrameDecoder) -> None:
+        await decoder.aclose()
+        self._decoded_before += decoder.decoded
+
+    def _stop_worker(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(closing)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def _on_decoded(self, decoded: DecodedFrame) -> None:
+        """In the decoder's thread: to the transform, and to the consumers on the loop."""
+        worker = self._transformer
+        if worker is not None:
+            worker.offer(decoded)
+        if self._deliver_frames:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._deliver, decoded.frame)
+
+    def _deliver(self, frame: av.VideoFrame) -> None:
+        if self._deliver_frames:
+            self._listener.frame_decoded(self, frame)
+
+    def _transform_error(self, message: str) -> None:
+        if self.live:
+            self._listener.session_error(self, "transform", message)
+
+    def _processed_keyframe_request(self) -> None:
+        worker = self._transformer
+        if worker is not None:
+            worker.request_keyframe()
+
+    def echo_timestamp(self, rtp_timestamp: int) -> int | None:
+        """The echo's RTP timestamp for a camera frame's (None before the echo started)."""
+        return self.forwarder.echo_timestamp(rtp_timestamp)
 
     def start_recording(self, path: Path) -> Path:
         """Start recording to ``path`` (or ``stem-N.ext``); returns the reserved path.
@@ -181,9 +291,10 @@ class EchoSession:
 
     def stop_recording(self) -> asyncio.Task[Path | None] | None:
         """Stop the recording in progress; the task finalizes it (None: nothing to stop)."""
-        recorder = self.video.detach()
-        if not isinstance(recorder, Recorder):
+        recorder = self.recorder
+        if recorder is None:
             return None
+        self.video.detach(recorder)
         task = asyncio.ensure_future(self._finalize(recorder))
         self._finalizing.add(task)
         task.add_done_callback(self._finalizing.discard)
@@ -233,7 +344,7 @@ class EchoSession:
             await self._teardown()
 
     async def _negotiate(self) -> None:
-        _check_offer(self._offer_sdp, self.id)
+        offered = _check_offer(self._offer_sdp, self.id)
         relay_only = self._config.relay_only
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         pc = self._pc = RTCPeerConnection(RTCConfiguration(
@@ -241,20 +352,27 @@ class EchoSession:
         pc.on("connectionstatechange", self._on_connection_state)
         await pc.setRemoteDescription(RTCSessionDescription(self._offer_sdp, "offer"))
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        for transceiver in pc.getTransceivers():
-            if transceiver is not video[0]:
-                transceiver.direction = "inactive"  # echo one video track, nothing else
+        offered_video = [m for m in offered if m.kind == "video"]
         echo = video[0]
-        echo.setCodecPreferences([
-            codec for codec in RTCRtpSender.getCapabilities("video").codecs
-            if codec.mimeType.lower() in ("video/vp8", "video/rtx")
-        ])
+        processed = video[1] if len(video) > 1 and _can_receive(offered_video[1]) else None
+        for transceiver in pc.getTransceivers():
+            if transceiver not in (echo, processed):
+                transceiver.direction = "inactive"  # nothing else is echoed or sent
+        vp8 = [codec for codec in RTCRtpSender.getCapabilities("video").codecs
+               if codec.mimeType.lower() in ("video/vp8", "video/rtx")]
+        echo.setCodecPreferences(vp8)
         tap_receiver(echo.receiver, self.forwarder, self.forwarder.forward)
         self._open_recorder()
         output = EchoRtpSender(echo.sender)
         pc.addTrack(output.track)
         self.forwarder.start_echo(output)
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)
+        if processed is not None:
+            processed.setCodecPreferences(vp8)
+            self.processed = ProcessedTrack()
+            processed.sender.replaceTrack(self.processed)
+            processed.direction = "sendonly"
+            on_keyframe_request(processed.sender, self._processed_keyframe_request)
         await pc.setLocalDescription(await pc.createAnswer())
         self._listener.send(protocol.answer(self.id, pc.localDescription.sdp))
         self._watchdog = asyncio.ensure_future(self._watch_media())
@@ -335,8 +453,13 @@ class EchoSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         self.forwarder.stop()
+        self.set_decoding(frames=False, transform=None)
+        if self.processed is not None:
+            self.processed.stop()
         if self._pc is not None:
             await self._close_peer(self._pc)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         self.stop_recording()
         if self._finalizing:
             await asyncio.gather(*self._finalizing, return_exceptions=True)
@@ -385,7 +508,12 @@ class EchoSession:
         self._listener.session_state_changed(self)
 
 
-def _check_offer(sdp: str, session: str) -> None:
+def _can_receive(media: OfferedMedia) -> bool:
+    """Whether the view can receive processed video on this m-line (VP8, recvonly/sendrecv)."""
+    return "video/vp8" in media.codecs and media.direction in ("recvonly", "sendrecv", None)
+
+
+def _check_offer(sdp: str, session: str) -> list[OfferedMedia]:
     """Parse an offer and check that it sends and receives VP8 video."""
     try:
         media = offered_media(sdp)
@@ -406,3 +534,4 @@ def _check_offer(sdp: str, session: str) -> None:
         raise protocol.ProtocolError(
             f"The offer's video is {first.direction}: it must be sendrecv to be echoed.",
             session, "bad-offer")
+    return media

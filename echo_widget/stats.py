@@ -17,6 +17,13 @@ HISTORY_LENGTH = 3600
 """Samples kept in the history: an hour at one a second."""
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
 @dataclass
 class MediaCounters:
     """Running totals over all the sessions of one widget."""
@@ -37,6 +44,8 @@ class MediaCounters:
     """Gaps in the incoming stream that retransmission did not fill."""
     bytes_recorded: int = 0
     """Bytes written to ffmpeg, IVF headers included."""
+    frames_skipped: int = 0
+    """Decoded frames a consumer (``frames()``, a transform) was too slow for."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -54,6 +63,14 @@ class SessionStats:
     recording: bool = False
     recording_bytes: int = 0
     recording_seconds: float = 0.0
+    frames_decoded: int = 0
+    frames_skipped: int = 0
+    """Decoded frames the transform was too slow for."""
+    transform_ms: dict[str, float] | None = None
+    """p50 and p95 of the transform's time per frame over the last second."""
+    processed_fps: float = 0.0
+    processed_age_ms: float | None = None
+    """How old the newest processed frame's source was when its encoding finished."""
 
 
 class Stats(TypedDict):
@@ -71,6 +88,11 @@ class Stats(TypedDict):
     bytes_received: int
     losses: int
     bytes_recorded: int
+    frames_skipped: int
+    frames_decoded: int
+    transform_ms: dict[str, float] | None
+    processed_fps: float
+    processed_age_ms: float | None
     fps: float
     kbps: float
     sessions: int
@@ -90,6 +112,9 @@ class StatsBook:
         self.counters = MediaCounters()
         self.packets_lost_ended = 0
         """Packets lost by sessions that have ended."""
+        self.decoded_ended = 0
+        self.skipped_ended = 0
+        """Frames decoded and skipped by sessions that have ended."""
         self._history: deque[dict[str, Any]] = deque(maxlen=history_length)
         self._started_at = time.monotonic()
         self._last_sample: tuple[float, int, int] | None = None
@@ -119,6 +144,12 @@ class StatsBook:
             bytes_received=counters.bytes_received,
             losses=counters.losses,
             bytes_recorded=counters.bytes_recorded,
+            frames_skipped=counters.frames_skipped + self.skipped_ended
+            + sum(s.frames_skipped for s in live),
+            frames_decoded=self.decoded_ended + sum(s.frames_decoded for s in live),
+            transform_ms=latest.transform_ms if latest is not None else None,
+            processed_fps=latest.processed_fps if latest is not None else 0.0,
+            processed_age_ms=latest.processed_age_ms if latest is not None else None,
             fps=round(fps, 1), kbps=round(kbps, 1), sessions=len(live),
             width=width, height=height,
             rtt_ms=latest.rtt_ms if latest is not None else None,

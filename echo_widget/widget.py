@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anywidget
+import av
 import traitlets
 
 from . import config
 from .hub import SessionHub
+from .media.transform import Transform
+from .overlay import check_shapes
 from .plotting import plot_history
 from .session import SessionConfig
 from .stats import Stats
@@ -101,6 +105,9 @@ class EchoWidget(anywidget.AnyWidget):
     video = traitlets.Dict(
         help="Camera constraints for getUserMedia: width, height, frameRate, deviceId, "
         "facingMode. Changing it (here or with the view's pickers) switches every view's camera."
+    ).tag(sync=True)
+    _processing = traitlets.Bool(
+        False, help="Whether a transform is set: the view shows the processed video."
     ).tag(sync=True)
 
     view_timeout = 15.0
@@ -210,6 +217,84 @@ class EchoWidget(anywidget.AnyWidget):
         ``pip install "echo-widget[plot]"`` brings matplotlib.
         """
         return plot_history(self.stats_history)
+
+    # -- the kernel can see -------------------------------------------------------
+
+    async def snapshot(self, timeout: float = 10.0) -> av.VideoFrame:
+        """The next frame decoded from the latest session's camera.
+
+        ``frame.pts`` is the browser's RTP timestamp (``time_base`` 1/90000);
+        ``frame.to_ndarray(format="rgb24")`` gives an HxWx3 array. Raises ``TimeoutError``
+        saying why when no frame comes within ``timeout`` seconds.
+        """
+        slot = self.hub.subscribe()
+        try:
+            frame = await asyncio.wait_for(slot.get(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"No camera frame within {timeout:g} s: "
+                               f"{self._why_no_frame()}") from None
+        finally:
+            self.hub.unsubscribe(slot)
+        if frame is None:
+            raise RuntimeError("The widget was closed before a frame came.")
+        return frame
+
+    def _why_no_frame(self) -> str:
+        session = self.hub.current
+        if session is None:
+            return ("no live session. Display the widget (the last line of a cell) and allow "
+                    "the camera.")
+        if session.state != "connected":
+            return f"the session is still {session.state}; is the browser tab open?"
+        return "the session is connected, but no camera frames have arrived yet."
+
+    async def frames(self) -> AsyncIterator[av.VideoFrame]:
+        """Decoded frames of the latest session, newest first: a slow loop skips frames
+        (counted in ``stats["frames_skipped"]``), never falls behind.
+
+        Ends when the widget closes; leaving the loop stops the decoding it asked for.
+        Work that takes long belongs in a thread (``await asyncio.to_thread(...)``) or in
+        :attr:`transform`: the kernel's loop also carries the echo.
+        """
+        slot = self.hub.subscribe()
+        try:
+            while (frame := await slot.get()) is not None:
+                yield frame
+        finally:
+            self.hub.unsubscribe(slot)
+
+    @property
+    def transform(self) -> Transform | None:
+        """``fn(frame) -> av.VideoFrame | numpy array (HxWx3 rgb24) | None``, run on the
+        newest frame in a worker thread; its results are shown as "Processed by kernel"
+        (``None`` from ``fn`` keeps the last picture). Set None to stop."""
+        return self.hub.transform
+
+    @transform.setter
+    def transform(self, fn: Transform | None) -> None:
+        if fn is not None and not callable(fn):
+            raise TypeError(f"transform must be a function of one frame, or None, not "
+                            f"{type(fn).__name__}")
+        self.hub.set_transform(fn)
+        self._processing = fn is not None
+
+    def annotate(self, frame: av.VideoFrame | None, shapes: list[dict[str, Any]]) -> None:
+        """Draw ``shapes`` over the echo, on the echo frame that ``frame`` became.
+
+        Shapes are dicts in the frame's pixel coordinates: ``{"type": "box", "x", "y", "w",
+        "h", "label"?, "color"?}``, ``{"type": "text", "x", "y", "text", "color"?}``,
+        ``{"type": "points", "points": [[x, y], ...], "color"?, "closed"?}``. They stay until
+        the next annotation and go after 1 s without one; ``annotate(None, [])`` clears them.
+        A malformed shape raises ``ValueError`` naming the field.
+        """
+        checked = check_shapes(shapes)
+        if frame is not None and not isinstance(frame, av.VideoFrame):
+            raise TypeError(f"frame must be an av.VideoFrame from snapshot() or frames(), or "
+                            f"None, not {type(frame).__name__}")
+        timestamp = frame.pts if frame is not None else None
+        if timestamp is not None and not isinstance(timestamp, int):
+            raise ValueError("the frame has no pts: use a frame from snapshot() or frames()")
+        self.hub.annotate(timestamp, checked)
 
     # -- recording control ----------------------------------------------------
 

@@ -104,11 +104,13 @@ class Signaling:
 class EchoClient:
     """A browser stand-in: an aiortc peer that sends a VP8 file and captures the echo, encoded.
 
-    With ``loop=True`` it sends the clip over and over until closed.
+    With ``loop=True`` it sends the clip over and over until closed. With ``processed=True``
+    its offer has a second video m-line (recvonly), as the view's does, and the processed
+    video that comes on it is collected in ``processed`` (encoded frames).
     """
 
     def __init__(self, signaling: Signaling, clip: Path, session: str, *,
-                 loop: bool = False) -> None:
+                 loop: bool = False, processed: bool = False) -> None:
         self.signaling = signaling
         self.session = session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -121,6 +123,7 @@ class EchoClient:
         self.echoed: list[EncodedFrame] = []
         self.echo_packets = 0
         self.echo_timestamps: set[int] = set()
+        self.last_echo_timestamp: int | None = None
         self.keyframe_requests: list[float] = []
         self.rtcp_in: list[AnyRtcpPacket] = []
         """RTCP from the kernel: reports on the echo, and feedback on what this client sends."""
@@ -129,6 +132,13 @@ class EchoClient:
         self._send_pli = False
         self._assembler = FrameAssembler(self.echoed.append, lambda: None)
         tap_receiver(self.transceiver.receiver, self)
+        self.processed: list[EncodedFrame] = []
+        if processed:
+            second = self.pc.addTransceiver("video", direction="recvonly")
+            second.setCodecPreferences([
+                c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in ("video/vp8", "video/rtx")])
+            tap_receiver(second.receiver, _Collect(self.processed))
         on_keyframe_request(self.transceiver.sender, self._on_keyframe_request)
         receiver, sender = self.transceiver.receiver, self.transceiver.sender
         for peer in (receiver, sender):
@@ -148,6 +158,7 @@ class EchoClient:
     def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
         self.echo_packets += 1
         self.echo_timestamps.add(packet.timestamp)
+        self.last_echo_timestamp = packet.timestamp
         self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
                             packet.payload, data)
         send, self._send_pli = self._send_pli, False
@@ -174,6 +185,18 @@ class EchoClient:
             self.signaling.deliver({"type": "bye", "session": self.session})
         await self.pc.close()
         self.track.stop()
+
+
+class _Collect:
+    """A packet sink that assembles frames into a list (and never asks for keyframes)."""
+
+    def __init__(self, frames: list[EncodedFrame]) -> None:
+        self._assembler = FrameAssembler(frames.append, lambda: None)
+
+    def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
+        self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                            packet.payload, data)
+        return False
 
 
 async def wait_until(condition: Any, timeout: float, what: str) -> None:

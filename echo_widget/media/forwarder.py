@@ -107,6 +107,10 @@ class MediaForwarder:
         """Stop echoing."""
         self._echo = None
 
+    def echo_timestamp(self, rtp_timestamp: int) -> int | None:
+        """The echo's RTP timestamp for the browser's, or None before the echo started."""
+        return self._munger.echo_timestamp(rtp_timestamp)
+
     def request_keyframe(self) -> None:
         """Ask the browser for a keyframe with the next outgoing PLI (rate-limited)."""
         self._keyframe_wanted = True

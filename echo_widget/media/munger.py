@@ -58,6 +58,11 @@ class RtpMunger:
             self._offsets = None
         return self._offsets is None
 
+    def echo_timestamp(self, ts: int) -> int | None:
+        """The echo's timestamp for an incoming one, or None before the echo started."""
+        offsets = self._offsets
+        return None if offsets is None else (ts + offsets[1]) & _TS_MASK
+
     def munge(self, seq: int, ts: int, can_start: bool) -> tuple[int, int] | None:
         """The echo's (sequence number, timestamp) for an incoming packet, or None: not
         echoed (before the start, or a packet that was echoed already)."""

@@ -32,6 +32,8 @@ class EncodedFrame:
     jumps (backwards, or forwards by more than ``MAX_TIMESTAMP_STEP``), so that it always
     increases."""
     keyframe: bool
+    rtp_timestamp: int = 0
+    """The sender's own RTP timestamp of the frame (32 bits, as on the wire)."""
 
 
 def is_keyframe(frame: bytes) -> bool:
@@ -188,7 +190,7 @@ class FrameAssembler:
             frame = b"".join(parts)
             self._released_ts = first.timestamp
             self._on_frame(EncodedFrame(frame, self._output_ts(first.timestamp),
-                                        is_keyframe(frame)))
+                                        is_keyframe(frame), first.timestamp & (_TS_MOD - 1)))
 
     def _output_ts(self, ts: int) -> int:
         out = ts + self._out_offset
