@@ -485,12 +485,17 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
         vp8_clip: Path, tmp_path: Path) -> None:
     """ECHO_SOAK_CYCLES and ECHO_SOAK_SECONDS scale it up (e.g. 10000 and 3600 locally)."""
     widget = EchoWidget(record_to=tmp_path / "soak.webm", ice_servers=[], max_sessions=2)
+    widget.transform = lambda frame: frame  # runs in every session that offers processed video
     signaling = Signaling(widget)
     baseline: dict[str, float] | None = None
     for cycle in range(SOAK_CYCLES):
-        client = EchoClient(signaling, vp8_clip, f"c{cycle}")
+        # every third session shows processed video (a decoder and a transform thread);
+        # every tenth, a snapshot is taken (a decoder for it)
+        client = EchoClient(signaling, vp8_clip, f"c{cycle}", processed=cycle % 3 == 0)
         await client.connect()
         await wait_until(lambda c=client: len(c.echoed) > 3, 10, f"cycle {cycle} echoes")
+        if cycle % 10 == 5:
+            await widget.snapshot(timeout=5)
         await client.close()
         await wait_until(lambda: not widget.hub.unfinished, 10, f"cycle {cycle} torn down")
         signaling.sent.clear()
@@ -498,26 +503,35 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
             baseline = _resources()
     after_cycles = _resources()
     assert baseline is not None
+    from echo_widget.media.decoder import FrameDecoder
     from echo_widget.media.forwarder import MediaForwarder
+    from echo_widget.media.transform import TransformWorker
     from echo_widget.session import EchoSession
     # No closed session is kept (in any widget: a re-run cell's old widget stays registered
     # with ipywidgets until closed), nor its forwarder or peer connection.
     sessions = [o for o in gc.get_objects() if isinstance(o, EchoSession)]
     assert sessions == [], [(s.id, s.state, s.done) for s in sessions]
     assert not any(isinstance(o, MediaForwarder) for o in gc.get_objects())
+    assert not any(isinstance(o, FrameDecoder | TransformWorker) for o in gc.get_objects())
+    assert widget.stats["frames_decoded"] > 0, "the soak decoded nothing: it tests nothing"
+    assert [t.name for t in threading.enumerate() if t.name.startswith("echo-widget")] == []
     peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection)]
     assert peers in ([], [client.pc]), f"{len(peers)} peer connections kept"
     assert len(widget.recordings) == SOAK_CYCLES
-    client = EchoClient(signaling, vp8_clip, "long", loop=True)
+    client = EchoClient(signaling, vp8_clip, "long", loop=True, processed=True)
     await client.connect()
+    frames = widget.frames()  # a consumer and the transform run all along
     loop = asyncio.get_running_loop()
     end = loop.time() + SOAK_SECONDS
     while loop.time() < end:
-        count = len(client.echoed)
+        count, processed = len(client.echoed), len(client.processed)
+        await anext(frames)
         await asyncio.sleep(1)
         assert len(client.echoed) > count, "the echo stalled during the soak"
+        assert len(client.processed) > processed, "the processed video stalled"
     await client.close()
     await widget.aclose()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("echo-widget")] == []
     final = _resources()
     print(f"\nsoak: after 10 cycles {baseline}, after {SOAK_CYCLES} {after_cycles}, "
           f"after {SOAK_SECONDS:g} s streaming {final}")

@@ -69,9 +69,13 @@ async def test_a_snapshot_is_the_frame_that_was_sent_and_decoding_stops_after(
         vp8_clip: Path) -> None:
     widget, _, client = await connected(vp8_clip)
     references = reference_frames(vp8_clip)
+    await wait_until(lambda: len(client.echoed) > 30, 10, "streaming for a second")
+    requests = len(client.keyframe_requests)
     offsets = set()
     for _ in range(2):
         frame = await widget.snapshot(timeout=5)
+        assert len(client.keyframe_requests) > requests, "a starting decoder asks for a keyframe"
+        requests = len(client.keyframe_requests)
         assert isinstance(frame, av.VideoFrame)
         assert (frame.width, frame.height) == (640, 360)
         assert frame.time_base == Fraction(1, 90000)
@@ -196,13 +200,20 @@ async def test_an_annotation_is_stamped_with_the_echo_frames_timestamp(vp8_clip:
 
 async def test_everything_stops_on_close(vp8_clip: Path) -> None:
     widget, _, client = await connected(vp8_clip, processed=True)
-    widget.transform = lambda frame: frame
+    running = threading.Event()
+
+    def slow(frame: av.VideoFrame) -> av.VideoFrame:
+        running.set()
+        time.sleep(0.4)  # still inside the transform when aclose() is called
+        return frame
+
+    widget.transform = slow
     frames = widget.frames()
     first = await anext(frames)
     assert isinstance(first, av.VideoFrame)
-    assert worker_threads()
+    await wait_until(running.is_set, 5, "the transform runs")
     await widget.aclose()
-    assert worker_threads() == []
+    assert worker_threads() == [], "aclose() returned before its threads were joined"
     with pytest.raises(StopAsyncIteration):
         await anext(frames)
     await client.close()
