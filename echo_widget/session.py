@@ -472,33 +472,16 @@ class EchoSession:
 
         At interpreter exit asyncio cancels aiortc's own tasks too, and a close() aiortc
         started itself can then stall, leaving ours waiting on it. The close runs in this task
-        (not a new one, so it still comes first when it can), with a timer that cancels the
-        wait, as ``asyncio.timeout`` does on Python 3.11+.
+        (not a new one, so it still comes first when it can), bounded by ``asyncio.timeout``.
         """
-        task = asyncio.current_task()
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(_PEER_CLOSE_TIMEOUT, expire)
         try:
-            await pc.close()
-        except asyncio.CancelledError:
-            if not expired:
-                raise
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: undo our own cancel
-            if uncancel is not None:
-                uncancel()
+            async with asyncio.timeout(_PEER_CLOSE_TIMEOUT):
+                await pc.close()
+        except TimeoutError:
             logger.warning("session %s: the peer connection did not close in %g s",
                            self.id, _PEER_CLOSE_TIMEOUT)
         except Exception:
             logger.exception("session %s: closing the peer connection failed", self.id)
-        finally:
-            timer.cancel()
 
     def _set_state(self, state: SessionState, code: ErrorCode | None = None,
                    message: str = "") -> None:

@@ -220,7 +220,7 @@ class EchoWidget(anywidget.AnyWidget):
 
     # -- the kernel can see -------------------------------------------------------
 
-    async def snapshot(self, timeout: float = 10.0) -> av.VideoFrame:
+    async def snapshot(self, timeout: float = 10.0) -> av.VideoFrame:  # noqa: ASYNC109
         """The next frame decoded from the latest session's camera.
 
         ``frame.pts`` is the browser's RTP timestamp (``time_base`` 1/90000);
@@ -230,7 +230,7 @@ class EchoWidget(anywidget.AnyWidget):
         slot = self.hub.subscribe()
         try:
             frame = await asyncio.wait_for(slot.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"No camera frame within {timeout:g} s: "
                                f"{self._why_no_frame()}") from None
         finally:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import aiortc
 import pytest
-import tomllib
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport

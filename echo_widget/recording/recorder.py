@@ -239,7 +239,7 @@ class Recorder:
             await asyncio.wait_for(asyncio.shield(writer), _FFMPEG_EXIT_TIMEOUT)
             if self._process is not None:
                 code = await asyncio.wait_for(self._process.wait(), _FFMPEG_EXIT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             writer.cancel()
             if self._process is not None:
                 with contextlib.suppress(ProcessLookupError):
