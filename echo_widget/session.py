@@ -350,7 +350,13 @@ class EchoSession:
         pc = self._pc = RTCPeerConnection(RTCConfiguration(
             iceServers=self._config.ice_servers, iceTransportPolicy=policy))
         pc.on("connectionstatechange", self._on_connection_state)
-        await pc.setRemoteDescription(RTCSessionDescription(self._offer_sdp, "offer"))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(self._offer_sdp, "offer"))
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            # aiortc parses leniently, then fails on what is missing (ICE credentials,
+            # DTLS fingerprint or role, ...): the offer is unusable, not the kernel broken.
+            raise protocol.ProtocolError(f"The offer could not be used ({exc!r}).", self.id,
+                                         "bad-offer") from exc
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
         offered_video = [m for m in offered if m.kind == "video"]
         echo = video[0]
@@ -373,7 +379,11 @@ class EchoSession:
             processed.sender.replaceTrack(self.processed)
             processed.direction = "sendonly"
             on_keyframe_request(processed.sender, self._processed_keyframe_request)
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise protocol.ProtocolError(f"No answer could be made to the offer ({exc!r}).",
+                                         self.id, "bad-offer") from exc
         self._listener.send(protocol.answer(self.id, pc.localDescription.sdp))
         self._watchdog = asyncio.ensure_future(self._watch_media())
 
@@ -493,7 +503,7 @@ class EchoSession:
 
 def _can_receive(media: OfferedMedia) -> bool:
     """Whether the view can receive processed video on this m-line (VP8, recvonly/sendrecv)."""
-    return "video/vp8" in media.codecs and media.direction in ("recvonly", "sendrecv", None)
+    return "video/vp8" in media.codecs and media.direction in ("recvonly", "sendrecv")
 
 
 def _check_offer(sdp: str, session: str) -> list[OfferedMedia]:
@@ -513,8 +523,8 @@ def _check_offer(sdp: str, session: str) -> list[OfferedMedia]:
         raise protocol.ProtocolError(
             "The offer's video has no VP8 codec: the echo forwards VP8 only.", session,
             "bad-offer")
-    if first.direction not in ("sendrecv", None):
+    if first.direction != "sendrecv":
         raise protocol.ProtocolError(
-            f"The offer's video is {first.direction}: it must be sendrecv to be echoed.",
-            session, "bad-offer")
+            f"The offer's video is {first.direction or 'without a direction'}: it must be "
+            "sendrecv to be echoed.", session, "bad-offer")
     return media

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from echo_widget import EchoWidget
@@ -52,6 +52,32 @@ H264_ONLY = ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS
 GOOD_CANDIDATE = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
 
 
+def mangled_offers(offer_sdp: str) -> st.SearchStrategy[str]:
+    """A real offer with lines dropped, repeated or corrupted: it reaches SDP parsing."""
+    lines = offer_sdp.split("\r\n")
+
+    @st.composite
+    def mangle(draw: st.DrawFn) -> str:
+        out = list(lines)
+        for _ in range(draw(st.integers(1, 4))):
+            if not out:
+                break
+            i = draw(st.integers(0, len(out) - 1))
+            action = draw(st.sampled_from(["drop", "repeat", "corrupt", "truncate"]))
+            if action == "drop":
+                del out[i]
+            elif action == "repeat":
+                out.insert(i, out[i])
+            elif action == "corrupt":
+                out[i] = out[i][:draw(st.integers(0, len(out[i])))] + draw(
+                    st.text(max_size=12))
+            else:
+                out = out[:max(1, i)]
+        return "\r\n".join(out)
+
+    return mangle()
+
+
 def hostile_messages(live: str, offer_sdp: str) -> st.SearchStrategy[Any]:
     sessions = st.one_of(st.just(live), st.text(min_size=1, max_size=12), st.just("x" * 500),
                          st.integers(), st.none())
@@ -71,55 +97,87 @@ def hostile_messages(live: str, offer_sdp: str) -> st.SearchStrategy[Any]:
          "session": sessions},
         optional={"sdp": sdps, "candidate": candidates, "extra": st.text(max_size=20),
                   "message": st.one_of(st.text(max_size=30), st.integers(), st.none())})
-    return st.one_of(typed, st.text(max_size=30), st.integers(), st.none(),
+    offers = st.fixed_dictionaries({
+        "type": st.just("offer"), "session": st.text(min_size=4, max_size=16),
+        "sdp": st.one_of(mangled_offers(offer_sdp), st.just(AUDIO_ONLY), st.just(H264_ONLY),
+                         st.just(offer_sdp.replace("VP8", "VP9")))})
+    return st.one_of(typed, offers, offers, st.text(max_size=30), st.integers(), st.none(),
                      st.lists(st.integers(), max_size=3),
                      st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
 
 
+def generate_hostile_messages(live: str, offer_sdp: str, count: int) -> list[Any]:
+    """``count`` hostile messages from Hypothesis (generated only: nothing to shrink)."""
+    messages: list[Any] = []
+
+    @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_messages(live, offer_sdp).filter(
+        lambda m: not (isinstance(m, dict) and m.get("type") == "bye"
+                       and m.get("session") == live)))
+    def collect(message: Any) -> None:
+        messages.append(message)
+
+    collect()
+    return messages
+
+
 async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path: Path) -> None:
-    widget = EchoWidget(record_to=tmp_path / "live.webm", ice_servers=[], max_sessions=3)
+    """1,000 hostile messages, delivered in small batches with the loop running between them,
+    so that fuzzed offers reach SDP handling and their sessions end, while a live echo runs."""
+    widget = EchoWidget(record_to=tmp_path / "live.webm", ice_servers=[], max_sessions=64,
+                        connect_timeout=2)  # mangled offers that still parse never connect
     signaling = Signaling(widget)
     client = EchoClient(signaling, vp8_clip, "live", loop=True)
     await client.connect()
     await wait_until(lambda: len(client.echoed) > 10, 10, "echo before fuzzing")
-    offer_sdp = client.pc.localDescription.sdp
-    delivered = [0]
-
-    @settings(max_examples=1000, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(hostile_messages("live", offer_sdp).filter(
-        lambda m: not (isinstance(m, dict) and m.get("type") == "bye"
-                       and m.get("session") == "live")))
-    def fuzz(message: Any) -> None:
+    messages = generate_hostile_messages("live", client.pc.localDescription.sdp, 1000)
+    assert len(messages) == 1000
+    accepted_offers: set[str] = set()
+    loop = asyncio.get_running_loop()
+    storm_started, echoed_before = loop.time(), len(client.echoed)
+    for index, message in enumerate(messages):
         kind = message.get("type") if isinstance(message, dict) else None
         session = message.get("session") if isinstance(message, dict) else None
         known = isinstance(session, str) and session in widget.hub.live
         before = len(signaling.sent)
         signaling.deliver(message)
-        delivered[0] += 1
-        replies = [r["type"] for r in signaling.sent[before:]]
-        assert set(replies) <= {"error"}
+        replies = signaling.sent[before:]
+        assert {r["type"] for r in replies} <= {"error"}
+        assert all("code" in r and "session" in r for r in replies)
         valid_id = isinstance(session, str) and 0 < len(session) <= 128
         message_text = message.get("message") if isinstance(message, dict) else None
         maybe_accepted = (
-            (kind == "offer" and isinstance(session, str) and not known)
+            (kind == "offer" and valid_id and not known)
             or (kind in ("ice", "bye") and known)
             or (kind == "hello" and valid_id)
             or (kind == "error" and valid_id and isinstance(message_text, str)
                 and message_text.strip() != ""))
         if maybe_accepted:
             assert len(replies) <= 1, (message, replies)
+            if kind == "offer" and not replies:
+                assert isinstance(session, str)
+                accepted_offers.add(session)
+            elif kind == "bye":  # closed without an error: no reply expected
+                accepted_offers.discard(session)
         else:
             assert len(replies) == 1, (message, replies)
-            assert all("session" in r for r in signaling.sent[before:])
         assert "live" in widget.hub.live, f"the live session was hurt by {message!r}"
-
-    fuzz()
-    assert delivered[0] >= 1000
+        if index % 10 == 9:
+            await asyncio.sleep(0.005)  # let sessions answer, fail and end
+    storm = loop.time() - storm_started
+    fps_during = (len(client.echoed) - echoed_before) / storm
+    assert fps_during > 20, f"the live echo ran at {fps_during:.1f} fps during the storm"
+    assert len(accepted_offers) > 20, "too few fuzzed offers reached SDP handling"
+    # Every fuzzed offer that was taken ended with its own error reply.
+    await wait_until(lambda: set(widget.hub.live) == {"live"}, 15,
+                     "every fuzzed offer's session failed; only the live one remains")
+    failed = {r["session"]: r["code"] for r in signaling.sent
+              if r["type"] == "error" and r["fatal"]}
+    assert accepted_offers <= failed.keys(), accepted_offers - failed.keys()
+    assert set(failed.values()) <= {"bad-offer", "ice-failed"}, set(failed.values())
     count = len(client.echoed)
     await wait_until(lambda: len(client.echoed) > count + 30, 10, "echo after fuzzing")
-    await wait_until(lambda: set(widget.hub.live) == {"live"}, 10,
-                     "every fuzzed offer's session failed; only the live one remains")
     await client.close()
     await widget.aclose()
     assert widget.hub.live == {}

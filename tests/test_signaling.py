@@ -86,6 +86,10 @@ async def test_bad_messages_get_error_replies_and_never_raise() -> None:
      "c=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n", "no video"),
     ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n"
      "c=IN IP4 0.0.0.0\r\na=rtpmap:102 H264/90000\r\na=sendrecv\r\n", "no VP8"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+     "c=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n", "without a direction"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+     "c=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n", "recvonly: it must be"),
 ])
 async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: str) -> None:
     widget = EchoWidget(ice_servers=[])
