@@ -65,6 +65,52 @@ function parseKernelMessage(content) {
       ...typeof message.code === "string" ? { code: message.code } : {}
     };
   }
+  if (message.type === "overlay" && session !== null && Array.isArray(message.shapes)) {
+    const timestamp = message.timestamp ?? null;
+    if (timestamp !== null && !isRtpTimestamp(timestamp)) return null;
+    const shapes = [];
+    for (const shape of message.shapes) {
+      const parsed = parseShape(shape);
+      if (parsed) shapes.push(parsed);
+    }
+    return { type: "overlay", session, timestamp, shapes };
+  }
+  return null;
+}
+var isRtpTimestamp = (value) => Number.isInteger(value) && Number(value) >= 0 && Number(value) < 2 ** 32;
+var isNumber = (value) => typeof value === "number" && Number.isFinite(value);
+var isPoint = (value) => Array.isArray(value) && value.length === 2 && isNumber(value[0]) && isNumber(value[1]);
+function parseShape(content) {
+  if (!content || typeof content !== "object") return null;
+  const shape = (
+    /** @type {Record<string, unknown>} */
+    content
+  );
+  const { color, label, closed } = shape;
+  if (color !== void 0 && typeof color !== "string") return null;
+  const colored = color === void 0 ? {} : { color };
+  if (shape.type === "box") {
+    const { x, y, w, h } = shape;
+    if (!isNumber(x) || !isNumber(y) || !isNumber(w) || !isNumber(h)) return null;
+    if (label !== void 0 && typeof label !== "string") return null;
+    return { type: "box", x, y, w, h, ...label === void 0 ? {} : { label }, ...colored };
+  }
+  if (shape.type === "text") {
+    const { x, y, text } = shape;
+    if (!isNumber(x) || !isNumber(y) || typeof text !== "string") return null;
+    return { type: "text", x, y, text, ...colored };
+  }
+  if (shape.type === "points") {
+    const { points } = shape;
+    if (!Array.isArray(points) || points.length === 0 || !points.every(isPoint)) return null;
+    if (closed !== void 0 && typeof closed !== "boolean") return null;
+    return {
+      type: "points",
+      points: points.map(([x, y]) => [x, y]),
+      ...colored,
+      ...closed === void 0 ? {} : { closed }
+    };
+  }
   return null;
 }
 
@@ -242,7 +288,7 @@ var Session = class {
       } catch (error2) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error2));
       }
-    } else {
+    } else if (message.type === "error") {
       this.events.onKernelError(message);
       if (message.fatal) {
         this.#endedByKernel = true;

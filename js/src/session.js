@@ -140,7 +140,7 @@ export class Session {
       } catch (error) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error));
       }
-    } else {
+    } else if (message.type === "error") {
       this.events.onKernelError(message);
       if (message.fatal) {
         this.#endedByKernel = true;
