@@ -276,7 +276,7 @@ var Session = class {
     return selectedCandidateTypes(await this.pc.getStats());
   }
   /**
-   * A custom message from the kernel: only this session's answer and errors are taken.
+   * A custom message from the kernel: only this session's answer, errors and overlays are taken.
    * @param {unknown} content
    */
   async onMessage(content) {
@@ -288,7 +288,9 @@ var Session = class {
       } catch (error2) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error2));
       }
-    } else if (message.type === "error") {
+    } else if (message.type === "overlay") {
+      this.events.onOverlay(message);
+    } else {
       this.events.onKernelError(message);
       if (message.fatal) {
         this.#endedByKernel = true;
@@ -412,6 +414,7 @@ var EchoController = class {
           if (message.fatal) this.setStatus("failed");
           this.setError({ code: message.code ?? null, message: message.message });
         },
+        onOverlay: ({ timestamp, shapes }) => this.view.showOverlay({ timestamp, shapes }),
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
@@ -562,6 +565,185 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+// js/src/overlay.js
+var OVERLAY_TTL_MS = 1e3;
+var TICKS_PER_FRAME = 3e3;
+var MAX_PENDING = 30;
+var ticksSince = (ts, frameTs) => frameTs - ts | 0;
+var OverlayTimeline = class {
+  /** @type {Overlay[]} in order of arrival */
+  #pending = [];
+  /** @type {Drawn | null} */
+  #drawn = null;
+  #lastArrival = -Infinity;
+  /**
+   * An overlay arrived. Empty shapes clear the drawing and everything pending at once.
+   * @param {Overlay} overlay
+   * @param {number} now wall clock, ms
+   */
+  add(overlay, now) {
+    this.#lastArrival = now;
+    if (overlay.shapes.length === 0) {
+      this.clear();
+      return;
+    }
+    this.#pending.push(overlay);
+    if (this.#pending.length > MAX_PENDING) this.#pending.shift();
+  }
+  /** Forget every overlay (the echo stopped). */
+  clear() {
+    this.#pending = [];
+    this.#drawn = null;
+  }
+  /**
+   * An echo frame is shown: what to draw over it. The newest pending overlay at or before
+   * the frame (or with no timestamp) becomes current and the older ones are dropped; later
+   * ones stay pending. The result is the same object until the drawing changes.
+   * @param {number | null} frameTs the frame's RTP timestamp; null: every pending overlay is due
+   * @param {number} now wall clock, ms
+   * @returns {Drawn | null}
+   */
+  frame(frameTs, now) {
+    if (now - this.#lastArrival >= OVERLAY_TTL_MS) this.clear();
+    let newest = null;
+    let newestAge = Infinity;
+    const waiting = [];
+    for (const overlay of this.#pending) {
+      const age = frameTs === null || overlay.timestamp === null ? 0 : ticksSince(overlay.timestamp, frameTs);
+      if (age < 0) {
+        waiting.push(overlay);
+      } else if (age <= newestAge) {
+        newest = overlay;
+        newestAge = age;
+      }
+    }
+    this.#pending = waiting;
+    if (newest) {
+      this.#drawn = { overlay: newest, frameTs, lateFrames: Math.round(newestAge / TICKS_PER_FRAME) };
+    }
+    return this.#drawn;
+  }
+};
+function fitContain(videoW, videoH, boxW, boxH) {
+  if (!(videoW > 0 && videoH > 0 && boxW > 0 && boxH > 0)) return { scale: 0, offsetX: 0, offsetY: 0 };
+  const scale = Math.min(boxW / videoW, boxH / videoH);
+  return { scale, offsetX: (boxW - videoW * scale) / 2, offsetY: (boxH - videoH * scale) / 2 };
+}
+
+// js/src/overlay-canvas.js
+var DEFAULT_COLOR = "#00e676";
+var FONT = "13px system-ui, sans-serif";
+var LABEL_HEIGHT = 17;
+function drawShapes(context, shapes, { scale, offsetX, offsetY }) {
+  const x = (v) => offsetX + v * scale;
+  const y = (v) => offsetY + v * scale;
+  context.lineWidth = 2;
+  context.font = FONT;
+  context.textBaseline = "top";
+  for (const shape of shapes) {
+    context.strokeStyle = context.fillStyle = DEFAULT_COLOR;
+    if (shape.color) context.strokeStyle = context.fillStyle = shape.color;
+    if (shape.type === "box") {
+      context.strokeRect(x(shape.x), y(shape.y), shape.w * scale, shape.h * scale);
+      if (shape.label) drawLabel(context, shape.label, x(shape.x), y(shape.y));
+    } else if (shape.type === "text") {
+      context.fillText(shape.text, x(shape.x), y(shape.y));
+    } else {
+      context.beginPath();
+      for (const [px, py] of shape.points) context.lineTo(x(px), y(py));
+      if (shape.closed) context.closePath();
+      context.stroke();
+    }
+  }
+}
+function drawLabel(context, label, left, top) {
+  const labelTop = top >= LABEL_HEIGHT ? top - LABEL_HEIGHT : top;
+  context.fillRect(left - 1, labelTop, context.measureText(label).width + 6, LABEL_HEIGHT);
+  context.fillStyle = "#000";
+  context.fillText(label, left + 2, labelTop + 2);
+}
+var OverlayCanvas = class {
+  timeline = new OverlayTimeline();
+  /** @type {Drawn | null} */
+  #drawn = null;
+  /** The element's size, pixel ratio and frame size last drawn for. */
+  #layout = "";
+  /** @type {number | null} the pending frame callback */
+  #callback = null;
+  /** @param {HTMLVideoElement} video the echo video */
+  constructor(video) {
+    this.video = video;
+    this.canvas = /** @type {HTMLCanvasElement} */
+    element("canvas", "echo-widget-overlay");
+    this.canvas.setAttribute("aria-hidden", "true");
+    this.#expose(null);
+    this.#schedule();
+  }
+  /** @param {Overlay} overlay shapes from the kernel */
+  add(overlay) {
+    this.timeline.add(overlay, performance.now());
+  }
+  /** Forget every overlay and clear the drawing (a new echo, or none). */
+  clear() {
+    this.timeline.clear();
+    this.#draw(null);
+  }
+  /** Stop following the video's frames. */
+  destroy() {
+    if (this.#callback === null) return;
+    if (this.#hasFrameCallbacks()) this.video.cancelVideoFrameCallback(this.#callback);
+    else cancelAnimationFrame(this.#callback);
+    this.#callback = null;
+  }
+  #hasFrameCallbacks() {
+    return typeof this.video.requestVideoFrameCallback === "function";
+  }
+  #schedule() {
+    this.#callback = this.#hasFrameCallbacks() ? this.video.requestVideoFrameCallback((_, frame) => this.#onFrame(frame.rtpTimestamp ?? null)) : requestAnimationFrame(() => this.#onFrame(null));
+  }
+  /** @param {number | null} frameTs the echo frame's RTP timestamp, if known */
+  #onFrame(frameTs) {
+    const drawn = this.timeline.frame(frameTs, performance.now());
+    if (drawn !== this.#drawn || this.#measure() !== this.#layout) this.#draw(drawn);
+    this.#schedule();
+  }
+  #measure() {
+    const { clientWidth, clientHeight, videoWidth, videoHeight } = this.video;
+    return [clientWidth, clientHeight, window.devicePixelRatio || 1, videoWidth, videoHeight].join(" ");
+  }
+  /**
+   * Size the canvas to the video element's box (in device pixels) and draw.
+   * @param {Drawn | null} drawn
+   */
+  #draw(drawn) {
+    this.#layout = this.#measure();
+    const [width, height, ratio, videoWidth, videoHeight] = this.#layout.split(" ").map(Number);
+    const canvas = this.canvas;
+    const pixels = [Math.round(width * ratio), Math.round(height * ratio)];
+    if (canvas.width !== pixels[0] || canvas.height !== pixels[1]) {
+      [canvas.width, canvas.height] = pixels;
+      canvas.style.width = `${width}px`;
+      canvas.style.height = `${height}px`;
+    }
+    const context = canvas.getContext("2d");
+    if (context) {
+      context.setTransform(ratio, 0, 0, ratio, 0, 0);
+      context.clearRect(0, 0, width, height);
+      if (drawn) drawShapes(context, drawn.overlay.shapes, fitContain(videoWidth, videoHeight, width, height));
+    }
+    this.#drawn = drawn;
+    this.#expose(drawn);
+  }
+  /** @param {Drawn | null} drawn */
+  #expose(drawn) {
+    const data = this.canvas.dataset;
+    data.shapes = String(drawn?.overlay.shapes.length ?? 0);
+    data.overlayTs = String(drawn?.overlay.timestamp ?? "");
+    data.frameTs = String(drawn?.frameTs ?? "");
+    data.lateFrames = String(drawn?.lateFrames ?? 0);
+  }
+};
+
 // js/src/stats-panel.js
 var SPARKLINE_SAMPLES = 60;
 function formatBytes(bytes) {
@@ -702,6 +884,8 @@ var EchoView = class {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
+    this.overlay = new OverlayCanvas(echo.video);
+    echo.video.after(this.overlay.canvas);
     videos.append(local.figure, echo.figure);
     const controls = element("div", "echo-widget-controls");
     this.cameraButton = button("Stop camera", "camera");
@@ -790,6 +974,11 @@ var EchoView = class {
   /** @param {MediaStreamTrack | null} track */
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
+    this.overlay.clear();
+  }
+  /** @param {Overlay} overlay */
+  showOverlay(overlay) {
+    this.overlay.add(overlay);
   }
   /**
    * Change some camera constraints for every view of the widget (and the kernel's `video`).
@@ -848,6 +1037,7 @@ var EchoView = class {
   destroy() {
     this.controller.destroy();
     this.stats.destroy();
+    this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);

@@ -8,6 +8,7 @@ import * as protocol from "./protocol.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./protocol.js").KernelMessage} KernelMessage */
+/** @typedef {import("./protocol.js").OverlayMessage} OverlayMessage */
 /** @typedef {import("./messages.js").ErrorCode} ErrorCode */
 
 /**
@@ -18,6 +19,7 @@ import * as protocol from "./protocol.js";
  * @property {() => void} onSilent connected before, now disconnected (may come back)
  * @property {(code: ErrorCode, detail?: string) => void} onError a problem met here
  * @property {(message: KernelMessage & {type: "error"}) => void} onKernelError
+ * @property {(message: OverlayMessage) => void} onOverlay shapes to draw over the echo
  * @property {() => void} onClose the session is over (once)
  */
 
@@ -128,7 +130,7 @@ export class Session {
   }
 
   /**
-   * A custom message from the kernel: only this session's answer and errors are taken.
+   * A custom message from the kernel: only this session's answer, errors and overlays are taken.
    * @param {unknown} content
    */
   async onMessage(content) {
@@ -140,7 +142,9 @@ export class Session {
       } catch (error) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error));
       }
-    } else if (message.type === "error") {
+    } else if (message.type === "overlay") {
+      this.events.onOverlay(message);
+    } else {
       this.events.onKernelError(message);
       if (message.fatal) {
         this.#endedByKernel = true;

@@ -1,17 +1,19 @@
 // @ts-check
 /**
- * The EchoWidget view: the local webcam and its echo from the kernel side by side,
- * controls, status, errors and the stats panel. It lays out the DOM, wires the controls
+ * The EchoWidget view: the local webcam and its echo from the kernel side by side (the
+ * kernel's overlays drawn over the echo), controls, status, errors and the stats panel. It lays out the DOM, wires the controls
  * to an EchoController and renders the controller's state.
  */
 
 import { Camera } from "./camera.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
+import { OverlayCanvas } from "./overlay-canvas.js";
 import { StatsPanel } from "./stats-panel.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./types.js").VideoTrait} VideoTrait */
+/** @typedef {import("./overlay.js").Overlay} Overlay */
 
 /** Choices offered in the pickers; the model's `video` may hold any other value. */
 const RESOLUTIONS = ["320x240", "640x480", "1280x720", "1920x1080"];
@@ -43,6 +45,8 @@ export class EchoView {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
+    this.overlay = new OverlayCanvas(echo.video);
+    echo.video.after(this.overlay.canvas);
     videos.append(local.figure, echo.figure);
 
     const controls = element("div", "echo-widget-controls");
@@ -135,6 +139,12 @@ export class EchoView {
   /** @param {MediaStreamTrack | null} track */
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
+    this.overlay.clear();
+  }
+
+  /** @param {Overlay} overlay */
+  showOverlay(overlay) {
+    this.overlay.add(overlay);
   }
 
   /**
@@ -192,6 +202,7 @@ export class EchoView {
   destroy() {
     this.controller.destroy();
     this.stats.destroy();
+    this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);

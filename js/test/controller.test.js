@@ -22,11 +22,15 @@ function makeController({ secure = true } = {}) {
     local: null,
     /** @type {MediaStreamTrack | null} */
     echo: null,
+    /** @type {import("../src/overlay.js").Overlay[]} */
+    overlays: [],
     render() { this.renders += 1; },
     /** @param {MediaStream | null} stream */
     showLocal(stream) { this.local = stream; },
     /** @param {MediaStreamTrack | null} track */
     showEcho(track) { this.echo = track; },
+    /** @param {import("../src/overlay.js").Overlay} overlay */
+    showOverlay(overlay) { this.overlays.push(overlay); },
   };
   const controller = new EchoController({
     model: model.asModel(),
@@ -186,6 +190,17 @@ describe("EchoController", () => {
     assert.equal(lastPeer().remoteDescription, null);
     assert.equal(controller.session, fresh);
     assert.equal(controller.error, null);
+  });
+
+  it("shows the current session's overlays: timestamp and shapes", async () => {
+    const { controller, model, view } = makeController();
+    await controller.start();
+    const id = controller.session?.id;
+    const shapes = [{ type: "text", x: 1, y: 2, text: "hi" }];
+    await model.receive({ type: "overlay", session: "old", timestamp: 3000, shapes });
+    await model.receive({ type: "overlay", session: id, timestamp: 6000, shapes });
+    await model.receive({ type: "overlay", session: id, timestamp: null, shapes: [] });
+    assert.deepEqual(view.overlays, [{ timestamp: 6000, shapes }, { timestamp: null, shapes: [] }]);
   });
 
   it("stopping the camera ends the session and stops the tracks", async () => {

@@ -22,6 +22,7 @@ function makeSession(model = new FakeModel()) {
       onSilent: () => events.push(["silent"]),
       onError: (code, detail) => events.push(["error", code, detail]),
       onKernelError: (message) => events.push(["kernel-error", message]),
+      onOverlay: (message) => events.push(["overlay", message]),
       onClose: () => events.push(["close"]),
     },
   });
@@ -71,6 +72,20 @@ describe("Session", () => {
     assert.deepEqual(events, []);
     await model.receive({ type: "answer", session: session.id, sdp: "v=0 answer" });
     assert.deepEqual(pc.remoteDescription, { type: "answer", sdp: "v=0 answer" });
+  });
+
+  it("hands on its own session's overlays, parsed, and nothing once closed", async () => {
+    const { session, model, events } = makeSession();
+    await session.start();
+    const box = { type: "box", x: 1, y: 2, w: 3, h: 4 };
+    await model.receive({ type: "overlay", session: "another", timestamp: 3000, shapes: [box] });
+    await model.receive({ type: "overlay", session: session.id, timestamp: 3000, shapes: [box, { type: "box" }] });
+    session.close();
+    await model.receive({ type: "overlay", session: session.id, timestamp: 6000, shapes: [] });
+    assert.deepEqual(events, [
+      ["overlay", { type: "overlay", session: session.id, timestamp: 3000, shapes: [box] }],
+      ["close"],
+    ]);
   });
 
   it("says when the kernel's answer is rejected", async () => {
