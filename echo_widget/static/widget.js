@@ -220,7 +220,8 @@ var Session = class {
   #endedByKernel = false;
   #closed = false;
   /**
-   * Make the peer connection, sending the stream's video track; `start` sends the offer.
+   * Make the peer connection, sending the stream's video track and receiving the echo and
+   * the processed video; `start` sends the offer.
    * @param {object} options
    * @param {Model} options.model
    * @param {MediaStream} options.stream
@@ -237,10 +238,16 @@ var Session = class {
       iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all"
     });
     const [track] = stream.getVideoTracks();
-    const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
-    this.sender = transceiver.sender;
-    preferVp8(transceiver, rtc.videoCodecs());
-    this.pc.ontrack = (event) => events.onTrack(event.track);
+    const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
+    this.sender = camera.sender;
+    const codecs = rtc.videoCodecs();
+    preferVp8(camera, codecs);
+    preferVp8(processed, codecs);
+    this.pc.ontrack = (event) => {
+      if (event.transceiver === camera) events.onTrack(event.track);
+      else if (event.transceiver === processed) events.onProcessedTrack(event.track);
+    };
     this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
     this.pc.onconnectionstatechange = () => this.#onConnectionState();
     this.onMessage = this.onMessage.bind(this);
@@ -404,6 +411,7 @@ var EchoController = class {
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
@@ -418,6 +426,7 @@ var EchoController = class {
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showProcessed(null);
           this.view.render();
         }
       }
@@ -886,7 +895,10 @@ var EchoView = class {
     this.echoVideo = echo.video;
     this.overlay = new OverlayCanvas(echo.video);
     echo.video.after(this.overlay.canvas);
-    videos.append(local.figure, echo.figure);
+    const processed = videoFigure("Processed by kernel");
+    processed.figure.classList.add("echo-widget-processed");
+    this.processedVideo = processed.video;
+    videos.append(local.figure, echo.figure, processed.figure);
     const controls = element("div", "echo-widget-controls");
     this.cameraButton = button("Stop camera", "camera");
     this.callButton = button("Hang up", "call");
@@ -923,9 +935,11 @@ var EchoView = class {
     });
     const controller = this.controller;
     this.onVideoChange = this.onVideoChange.bind(this);
+    this.onProcessingChange = this.onProcessingChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
+    model.on("change:_processing", this.onProcessingChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
     this.cameraButton.addEventListener("click", () => {
@@ -948,6 +962,7 @@ var EchoView = class {
       this.setVideo({ frameRate: Number(this.frameRateSelect.value) });
     });
     this.renderPickers();
+    this.onProcessingChange();
     this.render();
     controller.announce();
   }
@@ -975,6 +990,14 @@ var EchoView = class {
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+  }
+  /** @param {MediaStreamTrack | null} track */
+  showProcessed(track) {
+    this.processedVideo.srcObject = track ? new MediaStream([track]) : null;
+  }
+  /** The kernel's transform was set or removed: show or hide the processed video. */
+  onProcessingChange() {
+    this.root.dataset.processing = this.model.get("_processing") ? "on" : "off";
   }
   /** @param {Overlay} overlay */
   showOverlay(overlay) {
@@ -1039,6 +1062,7 @@ var EchoView = class {
     this.stats.destroy();
     this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
+    this.model.off("change:_processing", this.onProcessingChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

@@ -22,6 +22,7 @@ import { Session } from "./session.js";
  * @property {() => void} render status, error, buttons or candidates changed
  * @property {(stream: MediaStream | null) => void} showLocal
  * @property {(track: MediaStreamTrack | null) => void} showEcho
+ * @property {(track: MediaStreamTrack | null) => void} showProcessed the kernel's processed video
  * @property {(overlay: Overlay) => void} showOverlay shapes for an echo frame
  */
 
@@ -104,6 +105,7 @@ export class EchoController {
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
@@ -118,6 +120,7 @@ export class EchoController {
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showProcessed(null);
           this.view.render();
         },
       },

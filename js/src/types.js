@@ -19,6 +19,7 @@
  * @property {Stats} stats
  * @property {RTCIceServer[]} ice_servers
  * @property {"all" | "relay"} ice_transport_policy
+ * @property {boolean} _processing whether the kernel has a transform (its processed video is sent)
  */
 
 /** @typedef {import("@anywidget/types").AnyModel<Traits>} Model */

@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * The EchoWidget view: the local webcam and its echo from the kernel side by side (the
- * kernel's overlays drawn over the echo), controls, status, errors and the stats panel. It lays out the DOM, wires the controls
+ * kernel's overlays drawn over the echo), the kernel's processed video below them while
+ * it has a transform, controls, status, errors and the stats panel. It lays out the DOM, wires the controls
  * to an EchoController and renders the controller's state.
  */
 
@@ -47,7 +48,10 @@ export class EchoView {
     this.echoVideo = echo.video;
     this.overlay = new OverlayCanvas(echo.video);
     echo.video.after(this.overlay.canvas);
-    videos.append(local.figure, echo.figure);
+    const processed = videoFigure("Processed by kernel");
+    processed.figure.classList.add("echo-widget-processed");
+    this.processedVideo = processed.video;
+    videos.append(local.figure, echo.figure, processed.figure);
 
     const controls = element("div", "echo-widget-controls");
     this.cameraButton = button("Stop camera", "camera");
@@ -82,9 +86,11 @@ export class EchoView {
     const controller = this.controller;
 
     this.onVideoChange = this.onVideoChange.bind(this);
+    this.onProcessingChange = this.onProcessingChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
+    model.on("change:_processing", this.onProcessingChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
 
@@ -109,6 +115,7 @@ export class EchoView {
     });
 
     this.renderPickers();
+    this.onProcessingChange();
     this.render();
     controller.announce();
   }
@@ -140,6 +147,16 @@ export class EchoView {
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+  }
+
+  /** @param {MediaStreamTrack | null} track */
+  showProcessed(track) {
+    this.processedVideo.srcObject = track ? new MediaStream([track]) : null;
+  }
+
+  /** The kernel's transform was set or removed: show or hide the processed video. */
+  onProcessingChange() {
+    this.root.dataset.processing = this.model.get("_processing") ? "on" : "off";
   }
 
   /** @param {Overlay} overlay */
@@ -204,6 +221,7 @@ export class EchoView {
     this.stats.destroy();
     this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
+    this.model.off("change:_processing", this.onProcessingChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

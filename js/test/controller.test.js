@@ -22,6 +22,8 @@ function makeController({ secure = true } = {}) {
     local: null,
     /** @type {MediaStreamTrack | null} */
     echo: null,
+    /** @type {MediaStreamTrack | null} */
+    processed: null,
     /** @type {import("../src/overlay.js").Overlay[]} */
     overlays: [],
     render() { this.renders += 1; },
@@ -29,6 +31,8 @@ function makeController({ secure = true } = {}) {
     showLocal(stream) { this.local = stream; },
     /** @param {MediaStreamTrack | null} track */
     showEcho(track) { this.echo = track; },
+    /** @param {MediaStreamTrack | null} track */
+    showProcessed(track) { this.processed = track; },
     /** @param {import("../src/overlay.js").Overlay} overlay */
     showOverlay(overlay) { this.overlays.push(overlay); },
   };
@@ -190,6 +194,21 @@ describe("EchoController", () => {
     assert.equal(lastPeer().remoteDescription, null);
     assert.equal(controller.session, fresh);
     assert.equal(controller.error, null);
+  });
+
+  it("shows the echo and the processed video, and neither once the session ends", async () => {
+    const { controller, view } = makeController();
+    await controller.start();
+    const [camera, processed] = lastPeer().transceivers;
+    const echo = /** @type {any} */ ({ kind: "video", id: "echo" });
+    const result = /** @type {any} */ ({ kind: "video", id: "processed" });
+    lastPeer().emitTrack(echo, camera);
+    lastPeer().emitTrack(result, processed);
+    assert.equal(view.echo, echo);
+    assert.equal(view.processed, result);
+    controller.hangUp();
+    assert.equal(view.echo, null);
+    assert.equal(view.processed, null);
   });
 
   it("shows the current session's overlays: timestamp and shapes", async () => {
