@@ -764,7 +764,16 @@ function formatDuration(seconds) {
   const s = Math.floor(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
-function statRows(stats) {
+function processedRow(stats) {
+  const { p50, p95 } = (
+    /** @type {{p50?: unknown, p95?: unknown}} */
+    stats.transform_ms ?? {}
+  );
+  const transform = Number.isFinite(p50) && Number.isFinite(p95) ? `${Math.round(Number(p50))}/${Math.round(Number(p95))} ms` : "–";
+  const age = Number.isFinite(stats.processed_age_ms) ? `${Math.round(Number(stats.processed_age_ms))} ms` : "–";
+  return `${Number(stats.processed_fps ?? 0).toFixed(1)} fps · transform ${transform} · age ${age}`;
+}
+function statRows(stats, processing) {
   const number = (key) => Number(stats[key] ?? 0);
   const rtt = stats.rtt_ms === null || stats.rtt_ms === void 0 ? "–" : `${Number(stats.rtt_ms).toFixed(1)} ms`;
   const recording = stats.recording ? `${formatBytes(number("recording_bytes"))} · ${formatDuration(number("recording_seconds"))}` : "off";
@@ -780,7 +789,9 @@ function statRows(stats) {
       "frames in / echo / rec",
       `${number("frames_received")} / ${number("frames_forwarded")} / ${number("frames_recorded")}`
     ],
-    ["recording", "recording", recording]
+    ["recording", "recording", recording],
+    ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
+    ["processed", "processed", processing ? processedRow(stats) : "–"]
   ];
 }
 function addSample(history, stats) {
@@ -813,7 +824,9 @@ var StatsPanel = class {
     spark.append(this.sparkline, legend);
     this.element.append(this.grid, spark);
     this.onStats = this.onStats.bind(this);
+    this.render = this.render.bind(this);
     model.on("change:stats", this.onStats);
+    model.on("change:_processing", this.render);
     this.render();
   }
   onStats() {
@@ -821,7 +834,8 @@ var StatsPanel = class {
     this.render();
   }
   render() {
-    this.grid.replaceChildren(...statRows(this.model.get("stats") ?? {}).map(([key, label, value]) => {
+    const rows = statRows(this.model.get("stats") ?? {}, Boolean(this.model.get("_processing")));
+    this.grid.replaceChildren(...rows.map(([key, label, value]) => {
       const group = element("div", "echo-widget-stat");
       const detail = element("span", "echo-widget-stat-value", value);
       detail.dataset.stat = key;
@@ -865,6 +879,7 @@ var StatsPanel = class {
   /** Stop following the model. */
   destroy() {
     this.model.off("change:stats", this.onStats);
+    this.model.off("change:_processing", this.render);
   }
 };
 
