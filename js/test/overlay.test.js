@@ -38,6 +38,8 @@ describe("OverlayTimeline", () => {
     assert.deepEqual(timeline.frame(15000, 2), { overlay: late, frameTs: 15000, lateFrames: 2 });
     timeline.add(overlay(15000 - 1400), 3);
     assert.equal(timeline.frame(15000, 4)?.lateFrames, 0, "rounded to the nearest frame");
+    timeline.add(overlay(15000 - 1600), 5);
+    assert.equal(timeline.frame(15000, 6)?.lateFrames, 1, "rounded to the nearest frame");
   });
 
   it("keeps the drawing, as the same object, until a newer overlay is due", () => {

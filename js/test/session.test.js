@@ -108,7 +108,7 @@ describe("Session", () => {
     await model.receive({ type: "overlay", session: "another", timestamp: 3000, shapes: [box] });
     await model.receive({ type: "overlay", session: session.id, timestamp: 3000, shapes: [box, { type: "box" }] });
     session.close();
-    await model.receive({ type: "overlay", session: session.id, timestamp: 6000, shapes: [] });
+    await session.onMessage({ type: "overlay", session: session.id, timestamp: 6000, shapes: [] });
     assert.deepEqual(events, [
       ["overlay", { type: "overlay", session: session.id, timestamp: 3000, shapes: [box] }],
       ["close"],
