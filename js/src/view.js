@@ -2,8 +2,8 @@
 /**
  * The EchoWidget view: the local webcam and its echo from the kernel side by side (the
  * kernel's overlays drawn over the echo), the kernel's processed video below them while
- * it has a transform, controls, status, errors and the stats panel. It lays out the DOM, wires the controls
- * to an EchoController and renders the controller's state.
+ * it has a transform, controls, status, errors and the stats panel. It lays out the DOM,
+ * wires the controls to an EchoController and renders the controller's state.
  */
 
 import { Camera } from "./camera.js";
