@@ -65,6 +65,52 @@ function parseKernelMessage(content) {
       ...typeof message.code === "string" ? { code: message.code } : {}
     };
   }
+  if (message.type === "overlay" && session !== null && Array.isArray(message.shapes)) {
+    const timestamp = message.timestamp ?? null;
+    if (timestamp !== null && !isRtpTimestamp(timestamp)) return null;
+    const shapes = [];
+    for (const shape of message.shapes) {
+      const parsed = parseShape(shape);
+      if (parsed) shapes.push(parsed);
+    }
+    return { type: "overlay", session, timestamp, shapes };
+  }
+  return null;
+}
+var isRtpTimestamp = (value) => Number.isInteger(value) && Number(value) >= 0 && Number(value) < 2 ** 32;
+var isNumber = (value) => typeof value === "number" && Number.isFinite(value);
+var isPoint = (value) => Array.isArray(value) && value.length === 2 && isNumber(value[0]) && isNumber(value[1]);
+function parseShape(content) {
+  if (!content || typeof content !== "object") return null;
+  const shape = (
+    /** @type {Record<string, unknown>} */
+    content
+  );
+  const { color, label, closed } = shape;
+  if (color !== void 0 && typeof color !== "string") return null;
+  const colored = color === void 0 ? {} : { color };
+  if (shape.type === "box") {
+    const { x, y, w, h } = shape;
+    if (!isNumber(x) || !isNumber(y) || !isNumber(w) || !isNumber(h)) return null;
+    if (label !== void 0 && typeof label !== "string") return null;
+    return { type: "box", x, y, w, h, ...label === void 0 ? {} : { label }, ...colored };
+  }
+  if (shape.type === "text") {
+    const { x, y, text } = shape;
+    if (!isNumber(x) || !isNumber(y) || typeof text !== "string") return null;
+    return { type: "text", x, y, text, ...colored };
+  }
+  if (shape.type === "points") {
+    const { points } = shape;
+    if (!Array.isArray(points) || points.length === 0 || !points.every(isPoint)) return null;
+    if (closed !== void 0 && typeof closed !== "boolean") return null;
+    return {
+      type: "points",
+      points: points.map(([x, y]) => [x, y]),
+      ...colored,
+      ...closed === void 0 ? {} : { closed }
+    };
+  }
   return null;
 }
 
@@ -174,7 +220,8 @@ var Session = class {
   #endedByKernel = false;
   #closed = false;
   /**
-   * Make the peer connection, sending the stream's video track; `start` sends the offer.
+   * Make the peer connection, sending the stream's video track and receiving the echo and
+   * the processed video; `start` sends the offer.
    * @param {object} options
    * @param {Model} options.model
    * @param {MediaStream} options.stream
@@ -191,10 +238,16 @@ var Session = class {
       iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all"
     });
     const [track] = stream.getVideoTracks();
-    const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
-    this.sender = transceiver.sender;
-    preferVp8(transceiver, rtc.videoCodecs());
-    this.pc.ontrack = (event) => events.onTrack(event.track);
+    const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
+    this.sender = camera.sender;
+    const codecs = rtc.videoCodecs();
+    preferVp8(camera, codecs);
+    preferVp8(processed, codecs);
+    this.pc.ontrack = (event) => {
+      if (event.transceiver === camera) events.onTrack(event.track);
+      else if (event.transceiver === processed) events.onProcessedTrack(event.track);
+    };
     this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
     this.pc.onconnectionstatechange = () => this.#onConnectionState();
     this.onMessage = this.onMessage.bind(this);
@@ -230,7 +283,7 @@ var Session = class {
     return selectedCandidateTypes(await this.pc.getStats());
   }
   /**
-   * A custom message from the kernel: only this session's answer and errors are taken.
+   * A custom message from the kernel: only this session's answer, errors and overlays are taken.
    * @param {unknown} content
    */
   async onMessage(content) {
@@ -242,6 +295,8 @@ var Session = class {
       } catch (error2) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error2));
       }
+    } else if (message.type === "overlay") {
+      this.events.onOverlay(message);
     } else {
       this.events.onKernelError(message);
       if (message.fatal) {
@@ -356,6 +411,7 @@ var EchoController = class {
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
@@ -366,9 +422,11 @@ var EchoController = class {
           if (message.fatal) this.setStatus("failed");
           this.setError({ code: message.code ?? null, message: message.message });
         },
+        onOverlay: ({ timestamp, shapes }) => this.view.showOverlay({ timestamp, shapes }),
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showProcessed(null);
           this.view.render();
         }
       }
@@ -516,6 +574,185 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+// js/src/overlay.js
+var OVERLAY_TTL_MS = 1e3;
+var TICKS_PER_FRAME = 3e3;
+var MAX_PENDING = 30;
+var ticksSince = (ts, frameTs) => frameTs - ts | 0;
+var OverlayTimeline = class {
+  /** @type {Overlay[]} in order of arrival */
+  #pending = [];
+  /** @type {Drawn | null} */
+  #drawn = null;
+  #lastArrival = -Infinity;
+  /**
+   * An overlay arrived. Empty shapes clear the drawing and everything pending at once.
+   * @param {Overlay} overlay
+   * @param {number} now wall clock, ms
+   */
+  add(overlay, now) {
+    this.#lastArrival = now;
+    if (overlay.shapes.length === 0) {
+      this.clear();
+      return;
+    }
+    this.#pending.push(overlay);
+    if (this.#pending.length > MAX_PENDING) this.#pending.shift();
+  }
+  /** Forget every overlay (the echo stopped). */
+  clear() {
+    this.#pending = [];
+    this.#drawn = null;
+  }
+  /**
+   * An echo frame is shown: what to draw over it. The newest pending overlay at or before
+   * the frame (or with no timestamp) becomes current and the older ones are dropped; later
+   * ones stay pending. The result is the same object until the drawing changes.
+   * @param {number | null} frameTs the frame's RTP timestamp; null: every pending overlay is due
+   * @param {number} now wall clock, ms
+   * @returns {Drawn | null}
+   */
+  frame(frameTs, now) {
+    if (now - this.#lastArrival >= OVERLAY_TTL_MS) this.clear();
+    let newest = null;
+    let newestAge = Infinity;
+    const waiting = [];
+    for (const overlay of this.#pending) {
+      const age = frameTs === null || overlay.timestamp === null ? 0 : ticksSince(overlay.timestamp, frameTs);
+      if (age < 0) {
+        waiting.push(overlay);
+      } else if (age <= newestAge) {
+        newest = overlay;
+        newestAge = age;
+      }
+    }
+    this.#pending = waiting;
+    if (newest) {
+      this.#drawn = { overlay: newest, frameTs, lateFrames: Math.round(newestAge / TICKS_PER_FRAME) };
+    }
+    return this.#drawn;
+  }
+};
+function fitContain(videoW, videoH, boxW, boxH) {
+  if (!(videoW > 0 && videoH > 0 && boxW > 0 && boxH > 0)) return { scale: 0, offsetX: 0, offsetY: 0 };
+  const scale = Math.min(boxW / videoW, boxH / videoH);
+  return { scale, offsetX: (boxW - videoW * scale) / 2, offsetY: (boxH - videoH * scale) / 2 };
+}
+
+// js/src/overlay-canvas.js
+var DEFAULT_COLOR = "#00e676";
+var FONT = "13px system-ui, sans-serif";
+var LABEL_HEIGHT = 17;
+function drawShapes(context, shapes, { scale, offsetX, offsetY }) {
+  const x = (v) => offsetX + v * scale;
+  const y = (v) => offsetY + v * scale;
+  context.lineWidth = 2;
+  context.font = FONT;
+  context.textBaseline = "top";
+  for (const shape of shapes) {
+    context.strokeStyle = context.fillStyle = DEFAULT_COLOR;
+    if (shape.color) context.strokeStyle = context.fillStyle = shape.color;
+    if (shape.type === "box") {
+      context.strokeRect(x(shape.x), y(shape.y), shape.w * scale, shape.h * scale);
+      if (shape.label) drawLabel(context, shape.label, x(shape.x), y(shape.y));
+    } else if (shape.type === "text") {
+      context.fillText(shape.text, x(shape.x), y(shape.y));
+    } else {
+      context.beginPath();
+      for (const [px, py] of shape.points) context.lineTo(x(px), y(py));
+      if (shape.closed) context.closePath();
+      context.stroke();
+    }
+  }
+}
+function drawLabel(context, label, left, top) {
+  const labelTop = top >= LABEL_HEIGHT ? top - LABEL_HEIGHT : top;
+  context.fillRect(left - 1, labelTop, context.measureText(label).width + 6, LABEL_HEIGHT);
+  context.fillStyle = "#000";
+  context.fillText(label, left + 2, labelTop + 2);
+}
+var OverlayCanvas = class {
+  timeline = new OverlayTimeline();
+  /** @type {Drawn | null} */
+  #drawn = null;
+  /** The element's size, pixel ratio and frame size last drawn for. */
+  #layout = "";
+  /** @type {number | null} the pending frame callback */
+  #callback = null;
+  /** @param {HTMLVideoElement} video the echo video */
+  constructor(video) {
+    this.video = video;
+    this.canvas = /** @type {HTMLCanvasElement} */
+    element("canvas", "echo-widget-overlay");
+    this.canvas.setAttribute("aria-hidden", "true");
+    this.#expose(null);
+    this.#schedule();
+  }
+  /** @param {Overlay} overlay shapes from the kernel */
+  add(overlay) {
+    this.timeline.add(overlay, performance.now());
+  }
+  /** Forget every overlay and clear the drawing (a new echo, or none). */
+  clear() {
+    this.timeline.clear();
+    this.#draw(null);
+  }
+  /** Stop following the video's frames. */
+  destroy() {
+    if (this.#callback === null) return;
+    if (this.#hasFrameCallbacks()) this.video.cancelVideoFrameCallback(this.#callback);
+    else cancelAnimationFrame(this.#callback);
+    this.#callback = null;
+  }
+  #hasFrameCallbacks() {
+    return typeof this.video.requestVideoFrameCallback === "function";
+  }
+  #schedule() {
+    this.#callback = this.#hasFrameCallbacks() ? this.video.requestVideoFrameCallback((_, frame) => this.#onFrame(frame.rtpTimestamp ?? null)) : requestAnimationFrame(() => this.#onFrame(null));
+  }
+  /** @param {number | null} frameTs the echo frame's RTP timestamp, if known */
+  #onFrame(frameTs) {
+    const drawn = this.timeline.frame(frameTs, performance.now());
+    if (drawn !== this.#drawn || this.#measure() !== this.#layout) this.#draw(drawn);
+    this.#schedule();
+  }
+  #measure() {
+    const { clientWidth, clientHeight, videoWidth, videoHeight } = this.video;
+    return [clientWidth, clientHeight, window.devicePixelRatio || 1, videoWidth, videoHeight].join(" ");
+  }
+  /**
+   * Size the canvas to the video element's box (in device pixels) and draw.
+   * @param {Drawn | null} drawn
+   */
+  #draw(drawn) {
+    this.#layout = this.#measure();
+    const [width, height, ratio, videoWidth, videoHeight] = this.#layout.split(" ").map(Number);
+    const canvas = this.canvas;
+    const pixels = [Math.round(width * ratio), Math.round(height * ratio)];
+    if (canvas.width !== pixels[0] || canvas.height !== pixels[1]) {
+      [canvas.width, canvas.height] = pixels;
+      canvas.style.width = `${width}px`;
+      canvas.style.height = `${height}px`;
+    }
+    const context = canvas.getContext("2d");
+    if (context) {
+      context.setTransform(ratio, 0, 0, ratio, 0, 0);
+      context.clearRect(0, 0, width, height);
+      if (drawn) drawShapes(context, drawn.overlay.shapes, fitContain(videoWidth, videoHeight, width, height));
+    }
+    this.#drawn = drawn;
+    this.#expose(drawn);
+  }
+  /** @param {Drawn | null} drawn */
+  #expose(drawn) {
+    const data = this.canvas.dataset;
+    data.shapes = String(drawn?.overlay.shapes.length ?? 0);
+    data.overlayTs = String(drawn?.overlay.timestamp ?? "");
+    data.frameTs = String(drawn?.frameTs ?? "");
+    data.lateFrames = String(drawn?.lateFrames ?? 0);
+  }
+};
+
 // js/src/stats-panel.js
 var SPARKLINE_SAMPLES = 60;
 function formatBytes(bytes) {
@@ -527,7 +764,16 @@ function formatDuration(seconds) {
   const s = Math.floor(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
-function statRows(stats) {
+function processedRow(stats) {
+  const { p50, p95 } = (
+    /** @type {{p50?: unknown, p95?: unknown}} */
+    stats.transform_ms ?? {}
+  );
+  const transform = Number.isFinite(p50) && Number.isFinite(p95) ? `${Math.round(Number(p50))}/${Math.round(Number(p95))} ms` : "–";
+  const age = Number.isFinite(stats.processed_age_ms) ? `${Math.round(Number(stats.processed_age_ms))} ms` : "–";
+  return `${Number(stats.processed_fps ?? 0).toFixed(1)} fps · transform ${transform} · age ${age}`;
+}
+function statRows(stats, processing) {
   const number = (key) => Number(stats[key] ?? 0);
   const rtt = stats.rtt_ms === null || stats.rtt_ms === void 0 ? "–" : `${Number(stats.rtt_ms).toFixed(1)} ms`;
   const recording = stats.recording ? `${formatBytes(number("recording_bytes"))} · ${formatDuration(number("recording_seconds"))}` : "off";
@@ -543,7 +789,9 @@ function statRows(stats) {
       "frames in / echo / rec",
       `${number("frames_received")} / ${number("frames_forwarded")} / ${number("frames_recorded")}`
     ],
-    ["recording", "recording", recording]
+    ["recording", "recording", recording],
+    ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
+    ["processed", "processed", processing ? processedRow(stats) : "–"]
   ];
 }
 function addSample(history, stats) {
@@ -576,7 +824,9 @@ var StatsPanel = class {
     spark.append(this.sparkline, legend);
     this.element.append(this.grid, spark);
     this.onStats = this.onStats.bind(this);
+    this.render = this.render.bind(this);
     model.on("change:stats", this.onStats);
+    model.on("change:_processing", this.render);
     this.render();
   }
   onStats() {
@@ -584,7 +834,8 @@ var StatsPanel = class {
     this.render();
   }
   render() {
-    this.grid.replaceChildren(...statRows(this.model.get("stats") ?? {}).map(([key, label, value]) => {
+    const rows = statRows(this.model.get("stats") ?? {}, Boolean(this.model.get("_processing")));
+    this.grid.replaceChildren(...rows.map(([key, label, value]) => {
       const group = element("div", "echo-widget-stat");
       const detail = element("span", "echo-widget-stat-value", value);
       detail.dataset.stat = key;
@@ -628,6 +879,7 @@ var StatsPanel = class {
   /** Stop following the model. */
   destroy() {
     this.model.off("change:stats", this.onStats);
+    this.model.off("change:_processing", this.render);
   }
 };
 
@@ -656,7 +908,12 @@ var EchoView = class {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
-    videos.append(local.figure, echo.figure);
+    this.overlay = new OverlayCanvas(echo.video);
+    echo.video.after(this.overlay.canvas);
+    const processed = videoFigure("Processed by kernel");
+    processed.figure.classList.add("echo-widget-processed");
+    this.processedVideo = processed.video;
+    videos.append(local.figure, echo.figure, processed.figure);
     const controls = element("div", "echo-widget-controls");
     this.cameraButton = button("Stop camera", "camera");
     this.callButton = button("Hang up", "call");
@@ -693,9 +950,11 @@ var EchoView = class {
     });
     const controller = this.controller;
     this.onVideoChange = this.onVideoChange.bind(this);
+    this.onProcessingChange = this.onProcessingChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
+    model.on("change:_processing", this.onProcessingChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
     this.cameraButton.addEventListener("click", () => {
@@ -718,6 +977,7 @@ var EchoView = class {
       this.setVideo({ frameRate: Number(this.frameRateSelect.value) });
     });
     this.renderPickers();
+    this.onProcessingChange();
     this.render();
     controller.announce();
   }
@@ -744,6 +1004,19 @@ var EchoView = class {
   /** @param {MediaStreamTrack | null} track */
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
+    this.overlay.clear();
+  }
+  /** @param {MediaStreamTrack | null} track */
+  showProcessed(track) {
+    this.processedVideo.srcObject = track ? new MediaStream([track]) : null;
+  }
+  /** The kernel's transform was set or removed: show or hide the processed video. */
+  onProcessingChange() {
+    this.root.dataset.processing = this.model.get("_processing") ? "on" : "off";
+  }
+  /** @param {Overlay} overlay */
+  showOverlay(overlay) {
+    this.overlay.add(overlay);
   }
   /**
    * Change some camera constraints for every view of the widget (and the kernel's `video`).
@@ -802,7 +1075,9 @@ var EchoView = class {
   destroy() {
     this.controller.destroy();
     this.stats.destroy();
+    this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
+    this.model.off("change:_processing", this.onProcessingChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

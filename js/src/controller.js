@@ -13,6 +13,7 @@ import { Session } from "./session.js";
 /** @typedef {import("./camera.js").Camera} Camera */
 /** @typedef {import("./session.js").Rtc} Rtc */
 /** @typedef {import("./messages.js").ErrorCode} ErrorCode */
+/** @typedef {import("./overlay.js").Overlay} Overlay */
 /** @typedef {"idle" | "connecting" | "connected" | "closed" | "failed"} Status */
 
 /**
@@ -21,6 +22,8 @@ import { Session } from "./session.js";
  * @property {() => void} render status, error, buttons or candidates changed
  * @property {(stream: MediaStream | null) => void} showLocal
  * @property {(track: MediaStreamTrack | null) => void} showEcho
+ * @property {(track: MediaStreamTrack | null) => void} showProcessed the kernel's processed video
+ * @property {(overlay: Overlay) => void} showOverlay shapes for an echo frame
  */
 
 export class EchoController {
@@ -102,6 +105,7 @@ export class EchoController {
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
@@ -112,9 +116,11 @@ export class EchoController {
           if (message.fatal) this.setStatus("failed");
           this.setError({ code: message.code ?? null, message: message.message });
         },
+        onOverlay: ({ timestamp, shapes }) => this.view.showOverlay({ timestamp, shapes }),
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showProcessed(null);
           this.view.render();
         },
       },

@@ -8,16 +8,19 @@ import * as protocol from "./protocol.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./protocol.js").KernelMessage} KernelMessage */
+/** @typedef {import("./protocol.js").OverlayMessage} OverlayMessage */
 /** @typedef {import("./messages.js").ErrorCode} ErrorCode */
 
 /**
  * What a session tells its view.
  * @typedef {object} SessionEvents
  * @property {(track: MediaStreamTrack) => void} onTrack the kernel's echo arrived
+ * @property {(track: MediaStreamTrack) => void} onProcessedTrack the kernel's processed video arrived
  * @property {() => void} onConnected
  * @property {() => void} onSilent connected before, now disconnected (may come back)
  * @property {(code: ErrorCode, detail?: string) => void} onError a problem met here
  * @property {(message: KernelMessage & {type: "error"}) => void} onKernelError
+ * @property {(message: OverlayMessage) => void} onOverlay shapes to draw over the echo
  * @property {() => void} onClose the session is over (once)
  */
 
@@ -67,7 +70,8 @@ export class Session {
   #closed = false;
 
   /**
-   * Make the peer connection, sending the stream's video track; `start` sends the offer.
+   * Make the peer connection, sending the stream's video track and receiving the echo and
+   * the processed video; `start` sends the offer.
    * @param {object} options
    * @param {Model} options.model
    * @param {MediaStream} options.stream
@@ -84,10 +88,18 @@ export class Session {
       iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all",
     });
     const [track] = stream.getVideoTracks();
-    const transceiver = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
-    this.sender = transceiver.sender;
-    preferVp8(transceiver, rtc.videoCodecs());
-    this.pc.ontrack = (event) => events.onTrack(event.track);
+    // The camera goes to the kernel and comes back as the echo; the second video m-line
+    // receives the kernel's processed video (a kernel without one answers it inactive).
+    const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
+    this.sender = camera.sender;
+    const codecs = rtc.videoCodecs();
+    preferVp8(camera, codecs);
+    preferVp8(processed, codecs);
+    this.pc.ontrack = (event) => {
+      if (event.transceiver === camera) events.onTrack(event.track);
+      else if (event.transceiver === processed) events.onProcessedTrack(event.track);
+    };
     this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
     this.pc.onconnectionstatechange = () => this.#onConnectionState();
     this.onMessage = this.onMessage.bind(this);
@@ -128,7 +140,7 @@ export class Session {
   }
 
   /**
-   * A custom message from the kernel: only this session's answer and errors are taken.
+   * A custom message from the kernel: only this session's answer, errors and overlays are taken.
    * @param {unknown} content
    */
   async onMessage(content) {
@@ -140,6 +152,8 @@ export class Session {
       } catch (error) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error));
       }
+    } else if (message.type === "overlay") {
+      this.events.onOverlay(message);
     } else {
       this.events.onKernelError(message);
       if (message.fatal) {

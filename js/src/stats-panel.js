@@ -30,11 +30,27 @@ export function formatDuration(seconds) {
 }
 
 /**
+ * The processed video's rate, the transform's time (median/95th percentile) and the
+ * processed frames' age: "12.3 fps · transform 200/210 ms · age 250 ms" (a dash for any
+ * time not known yet).
+ * @param {Stats} stats
+ */
+function processedRow(stats) {
+  const { p50, p95 } = /** @type {{p50?: unknown, p95?: unknown}} */ (stats.transform_ms ?? {});
+  const transform = Number.isFinite(p50) && Number.isFinite(p95)
+    ? `${Math.round(Number(p50))}/${Math.round(Number(p95))} ms`
+    : "–";
+  const age = Number.isFinite(stats.processed_age_ms) ? `${Math.round(Number(stats.processed_age_ms))} ms` : "–";
+  return `${Number(stats.processed_fps ?? 0).toFixed(1)} fps · transform ${transform} · age ${age}`;
+}
+
+/**
  * The grid's rows: `[key (data-stat), label, value]`.
  * @param {Stats} stats
+ * @param {boolean} processing whether the kernel has a transform (the model's `_processing`)
  * @returns {[string, string, string][]}
  */
-export function statRows(stats) {
+export function statRows(stats, processing) {
   const number = (/** @type {string} */ key) => Number(stats[key] ?? 0);
   const rtt = stats.rtt_ms === null || stats.rtt_ms === undefined
     ? "–"
@@ -52,6 +68,8 @@ export function statRows(stats) {
     ["frames", "frames in / echo / rec",
       `${number("frames_received")} / ${number("frames_forwarded")} / ${number("frames_recorded")}`],
     ["recording", "recording", recording],
+    ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
+    ["processed", "processed", processing ? processedRow(stats) : "–"],
   ];
 }
 
@@ -88,7 +106,9 @@ export class StatsPanel {
     spark.append(this.sparkline, legend);
     this.element.append(this.grid, spark);
     this.onStats = this.onStats.bind(this);
+    this.render = this.render.bind(this);
     model.on("change:stats", this.onStats);
+    model.on("change:_processing", this.render);
     this.render();
   }
 
@@ -98,7 +118,8 @@ export class StatsPanel {
   }
 
   render() {
-    this.grid.replaceChildren(...statRows(this.model.get("stats") ?? {}).map(([key, label, value]) => {
+    const rows = statRows(this.model.get("stats") ?? {}, Boolean(this.model.get("_processing")));
+    this.grid.replaceChildren(...rows.map(([key, label, value]) => {
       const group = element("div", "echo-widget-stat");
       const detail = element("span", "echo-widget-stat-value", value);
       detail.dataset.stat = key;
@@ -140,5 +161,6 @@ export class StatsPanel {
   /** Stop following the model. */
   destroy() {
     this.model.off("change:stats", this.onStats);
+    this.model.off("change:_processing", this.render);
   }
 }

@@ -7,10 +7,13 @@
  *   facingMode?: string}} VideoTrait
  */
 
+/** @typedef {{p50: number, p95: number}} Percentiles */
+
 /**
  * Totals and rates from the kernel (the `stats` trait): fps, kbps, width, height, rtt_ms,
- * packets_lost, keyframes, plis_sent, frames_*, sessions, recording, recording_bytes, ...
- * @typedef {Record<string, number | boolean | null | undefined>} Stats
+ * packets_lost, keyframes, plis_sent, frames_*, sessions, recording, recording_bytes,
+ * processed_fps, transform_ms (Percentiles or null), processed_age_ms, ...
+ * @typedef {Record<string, number | boolean | Percentiles | null | undefined>} Stats
  */
 
 /**
@@ -19,6 +22,7 @@
  * @property {Stats} stats
  * @property {RTCIceServer[]} ice_servers
  * @property {"all" | "relay"} ice_transport_policy
+ * @property {boolean} _processing whether the kernel has a transform (its processed video is sent)
  */
 
 /** @typedef {import("@anywidget/types").AnyModel<Traits>} Model */

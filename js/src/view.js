@@ -1,17 +1,20 @@
 // @ts-check
 /**
- * The EchoWidget view: the local webcam and its echo from the kernel side by side,
- * controls, status, errors and the stats panel. It lays out the DOM, wires the controls
- * to an EchoController and renders the controller's state.
+ * The EchoWidget view: the local webcam and its echo from the kernel side by side (the
+ * kernel's overlays drawn over the echo), the kernel's processed video below them while
+ * it has a transform, controls, status, errors and the stats panel. It lays out the DOM,
+ * wires the controls to an EchoController and renders the controller's state.
  */
 
 import { Camera } from "./camera.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
+import { OverlayCanvas } from "./overlay-canvas.js";
 import { StatsPanel } from "./stats-panel.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./types.js").VideoTrait} VideoTrait */
+/** @typedef {import("./overlay.js").Overlay} Overlay */
 
 /** Choices offered in the pickers; the model's `video` may hold any other value. */
 const RESOLUTIONS = ["320x240", "640x480", "1280x720", "1920x1080"];
@@ -43,7 +46,12 @@ export class EchoView {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
-    videos.append(local.figure, echo.figure);
+    this.overlay = new OverlayCanvas(echo.video);
+    echo.video.after(this.overlay.canvas);
+    const processed = videoFigure("Processed by kernel");
+    processed.figure.classList.add("echo-widget-processed");
+    this.processedVideo = processed.video;
+    videos.append(local.figure, echo.figure, processed.figure);
 
     const controls = element("div", "echo-widget-controls");
     this.cameraButton = button("Stop camera", "camera");
@@ -78,9 +86,11 @@ export class EchoView {
     const controller = this.controller;
 
     this.onVideoChange = this.onVideoChange.bind(this);
+    this.onProcessingChange = this.onProcessingChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
+    model.on("change:_processing", this.onProcessingChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
 
@@ -105,6 +115,7 @@ export class EchoView {
     });
 
     this.renderPickers();
+    this.onProcessingChange();
     this.render();
     controller.announce();
   }
@@ -135,6 +146,22 @@ export class EchoView {
   /** @param {MediaStreamTrack | null} track */
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
+    this.overlay.clear();
+  }
+
+  /** @param {MediaStreamTrack | null} track */
+  showProcessed(track) {
+    this.processedVideo.srcObject = track ? new MediaStream([track]) : null;
+  }
+
+  /** The kernel's transform was set or removed: show or hide the processed video. */
+  onProcessingChange() {
+    this.root.dataset.processing = this.model.get("_processing") ? "on" : "off";
+  }
+
+  /** @param {Overlay} overlay */
+  showOverlay(overlay) {
+    this.overlay.add(overlay);
   }
 
   /**
@@ -192,7 +219,9 @@ export class EchoView {
   destroy() {
     this.controller.destroy();
     this.stats.destroy();
+    this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
+    this.model.off("change:_processing", this.onProcessingChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

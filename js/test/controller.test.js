@@ -22,11 +22,19 @@ function makeController({ secure = true } = {}) {
     local: null,
     /** @type {MediaStreamTrack | null} */
     echo: null,
+    /** @type {MediaStreamTrack | null} */
+    processed: null,
+    /** @type {import("../src/overlay.js").Overlay[]} */
+    overlays: [],
     render() { this.renders += 1; },
     /** @param {MediaStream | null} stream */
     showLocal(stream) { this.local = stream; },
     /** @param {MediaStreamTrack | null} track */
     showEcho(track) { this.echo = track; },
+    /** @param {MediaStreamTrack | null} track */
+    showProcessed(track) { this.processed = track; },
+    /** @param {import("../src/overlay.js").Overlay} overlay */
+    showOverlay(overlay) { this.overlays.push(overlay); },
   };
   const controller = new EchoController({
     model: model.asModel(),
@@ -186,6 +194,32 @@ describe("EchoController", () => {
     assert.equal(lastPeer().remoteDescription, null);
     assert.equal(controller.session, fresh);
     assert.equal(controller.error, null);
+  });
+
+  it("shows the echo and the processed video, and neither once the session ends", async () => {
+    const { controller, view } = makeController();
+    await controller.start();
+    const [camera, processed] = lastPeer().transceivers;
+    const echo = /** @type {any} */ ({ kind: "video", id: "echo" });
+    const result = /** @type {any} */ ({ kind: "video", id: "processed" });
+    lastPeer().emitTrack(echo, camera);
+    lastPeer().emitTrack(result, processed);
+    assert.equal(view.echo, echo);
+    assert.equal(view.processed, result);
+    controller.hangUp();
+    assert.equal(view.echo, null);
+    assert.equal(view.processed, null);
+  });
+
+  it("shows the current session's overlays: timestamp and shapes", async () => {
+    const { controller, model, view } = makeController();
+    await controller.start();
+    const id = controller.session?.id;
+    const shapes = [{ type: "text", x: 1, y: 2, text: "hi" }];
+    await model.receive({ type: "overlay", session: "old", timestamp: 3000, shapes });
+    await model.receive({ type: "overlay", session: id, timestamp: 6000, shapes });
+    await model.receive({ type: "overlay", session: id, timestamp: null, shapes: [] });
+    assert.deepEqual(view.overlays, [{ timestamp: 6000, shapes }, { timestamp: null, shapes: [] }]);
   });
 
   it("stopping the camera ends the session and stops the tracks", async () => {

@@ -79,6 +79,15 @@ export function fakeGetUserMedia() {
   return gum;
 }
 
+/**
+ * @typedef {object} FakeTransceiver
+ * @property {MediaStreamTrack | string} trackOrKind
+ * @property {RTCRtpTransceiverInit} init
+ * @property {RTCRtpCodec[] | null} codecPreferences
+ * @property {{replaceTrack: (track: MediaStreamTrack) => Promise<void>}} sender
+ * @property {(codecs: RTCRtpCodec[]) => void} setCodecPreferences
+ */
+
 export class FakePeerConnection {
   /** @type {FakePeerConnection[]} every peer made, in order */
   static made = [];
@@ -89,8 +98,8 @@ export class FakePeerConnection {
   localDescription = null;
   /** @type {RTCSessionDescriptionInit | null} */
   remoteDescription = null;
-  /** @type {RTCRtpCodec[] | null} */
-  codecPreferences = null;
+  /** @type {FakeTransceiver[]} every transceiver added, in order */
+  transceivers = [];
   /** @type {MediaStreamTrack[]} tracks given to the sender's replaceTrack */
   replacedTracks = [];
   /** When set, setRemoteDescription rejects with it. */
@@ -114,16 +123,20 @@ export class FakePeerConnection {
   }
 
   /**
-   * @param {MediaStreamTrack} track
+   * @param {MediaStreamTrack | string} trackOrKind
    * @param {RTCRtpTransceiverInit} init
    */
-  addTransceiver(track, init) {
-    this.track = track;
-    this.init = init;
-    return {
+  addTransceiver(trackOrKind, init) {
+    /** @type {FakeTransceiver} */
+    const transceiver = {
+      trackOrKind,
+      init,
+      codecPreferences: null,
       sender: { replaceTrack: async (/** @type {MediaStreamTrack} */ t) => { this.replacedTracks.push(t); } },
-      setCodecPreferences: (/** @type {RTCRtpCodec[]} */ codecs) => { this.codecPreferences = codecs; },
+      setCodecPreferences: (/** @type {RTCRtpCodec[]} */ codecs) => { transceiver.codecPreferences = codecs; },
     };
+    this.transceivers.push(transceiver);
+    return transceiver;
   }
 
   async createOffer() {
@@ -163,16 +176,27 @@ export class FakePeerConnection {
     this.onconnectionstatechange?.();
   }
 
-  /** @param {MediaStreamTrack} track */
-  emitTrack(track) {
-    this.ontrack?.({ track });
+  /**
+   * A remote track arrived on a transceiver (by default the first: the camera's).
+   * @param {MediaStreamTrack} track
+   * @param {FakeTransceiver | undefined} [transceiver]
+   */
+  emitTrack(track, transceiver = this.transceivers[0]) {
+    this.ontrack?.({ track, transceiver });
   }
 }
+
+/** The browser's video codecs, as fakeRtc gives them. */
+export const FAKE_CODECS = [
+  { mimeType: "video/H264", clockRate: 90000 },
+  { mimeType: "video/VP8", clockRate: 90000 },
+  { mimeType: "video/rtx", clockRate: 90000 },
+];
 
 /** @type {import("../src/session.js").Rtc} fake WebRTC for a Session */
 export const fakeRtc = {
   createPeer: (config) => /** @type {any} */ (new FakePeerConnection(config)),
-  videoCodecs: () => [],
+  videoCodecs: () => FAKE_CODECS,
 };
 
 /** @returns {FakePeerConnection} the latest peer made */

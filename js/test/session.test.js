@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
 import { Session, preferVp8, selectedCandidateTypes } from "../src/session.js";
 import { FakeModel } from "./fake-model.js";
-import { FakePeerConnection, FakeStream, fakeRtc, lastPeer } from "./fake-media.js";
+import { FAKE_CODECS, FakePeerConnection, FakeStream, fakeRtc, lastPeer } from "./fake-media.js";
 
 /**
  * A session on a fake model and peer, with its events recorded.
@@ -18,10 +18,12 @@ function makeSession(model = new FakeModel()) {
     rtc: fakeRtc,
     events: {
       onTrack: (track) => events.push(["track", track]),
+      onProcessedTrack: (track) => events.push(["processed-track", track]),
       onConnected: () => events.push(["connected"]),
       onSilent: () => events.push(["silent"]),
       onError: (code, detail) => events.push(["error", code, detail]),
       onKernelError: (message) => events.push(["kernel-error", message]),
+      onOverlay: (message) => events.push(["overlay", message]),
       onClose: () => events.push(["close"]),
     },
   });
@@ -41,7 +43,33 @@ describe("Session", () => {
     await session.start();
     assert.deepEqual(model.sent, [{ type: "offer", session: session.id, sdp: "v=0 fake offer" }]);
     assert.deepEqual(pc.config, { iceServers: [{ urls: "turn:t:3478" }], iceTransportPolicy: "relay" });
-    assert.equal(pc.init?.direction, "sendrecv");
+  });
+
+  it("offers two video m-lines: the camera sendrecv, then the processed video recvonly, both VP8", () => {
+    const stream = new FakeStream();
+    const session = new Session({
+      model: new FakeModel().asModel(), stream: stream.asStream(), rtc: fakeRtc,
+      events: /** @type {any} */ ({}),
+    });
+    const pc = lastPeer();
+    assert.deepEqual(pc.transceivers.map((t) => [t.trackOrKind, t.init]), [
+      [stream.track, { direction: "sendrecv", streams: [stream] }],
+      ["video", { direction: "recvonly" }],
+    ]);
+    const vp8 = [FAKE_CODECS[1], FAKE_CODECS[2]];
+    assert.deepEqual(pc.transceivers.map((t) => t.codecPreferences), [vp8, vp8]);
+    assert.equal(session.sender, pc.transceivers[0].sender);
+  });
+
+  it("routes each remote track by its transceiver: the echo, the processed video, nothing else", () => {
+    const { pc, events } = makeSession();
+    const [camera, processed] = pc.transceivers;
+    const echo = /** @type {any} */ ({ kind: "video", id: "echo" });
+    const result = /** @type {any} */ ({ kind: "video", id: "processed" });
+    pc.emitTrack(result, processed);
+    pc.emitTrack(echo, camera);
+    pc.emitTrack(/** @type {any} */ ({ kind: "video", id: "stray" }), { ...camera });
+    assert.deepEqual(events, [["processed-track", result], ["track", echo]]);
   });
 
   it("queues candidates found before the offer and sends them after it, in order", async () => {
@@ -71,6 +99,20 @@ describe("Session", () => {
     assert.deepEqual(events, []);
     await model.receive({ type: "answer", session: session.id, sdp: "v=0 answer" });
     assert.deepEqual(pc.remoteDescription, { type: "answer", sdp: "v=0 answer" });
+  });
+
+  it("hands on its own session's overlays, parsed, and nothing once closed", async () => {
+    const { session, model, events } = makeSession();
+    await session.start();
+    const box = { type: "box", x: 1, y: 2, w: 3, h: 4 };
+    await model.receive({ type: "overlay", session: "another", timestamp: 3000, shapes: [box] });
+    await model.receive({ type: "overlay", session: session.id, timestamp: 3000, shapes: [box, { type: "box" }] });
+    session.close();
+    await session.onMessage({ type: "overlay", session: session.id, timestamp: 6000, shapes: [] });
+    assert.deepEqual(events, [
+      ["overlay", { type: "overlay", session: session.id, timestamp: 3000, shapes: [box] }],
+      ["close"],
+    ]);
   });
 
   it("says when the kernel's answer is rejected", async () => {

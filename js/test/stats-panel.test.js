@@ -29,19 +29,34 @@ describe("statRows", () => {
       fps: 29.97, kbps: 1499.6, width: 640, height: 480, rtt_ms: 1.234, packets_lost: 2,
       keyframes: 3, plis_sent: 1, frames_received: 10, frames_forwarded: 9, frames_recorded: 8,
       recording: true, recording_bytes: 2048, recording_seconds: 61,
-    }).map(([key, , value]) => [key, value]));
+      frames_decoded: 7, frames_skipped: 3, processed_fps: 12.34, transform_ms: { p50: 199.6, p95: 210.2 },
+      processed_age_ms: 250.4,
+    }, true).map(([key, , value]) => [key, value]));
     assert.deepEqual(rows, {
       fps: "30.0", kbps: "1500 kbit/s", resolution: "640×480", rtt: "1.2 ms", lost: "2",
       keyframes: "3 (PLIs 1)", frames: "10 / 9 / 8", recording: "2 KiB · 1:01",
+      decoded: "7 / 3", processed: "12.3 fps · transform 200/210 ms · age 250 ms",
     });
   });
 
   it("shows dashes and off before there are stats", () => {
-    const rows = Object.fromEntries(statRows({ rtt_ms: null }).map(([key, , value]) => [key, value]));
+    const rows = Object.fromEntries(statRows({ rtt_ms: null }, false).map(([key, , value]) => [key, value]));
     assert.equal(rows.resolution, "–");
     assert.equal(rows.rtt, "–");
     assert.equal(rows.recording, "off");
     assert.equal(rows.fps, "0.0");
+    assert.equal(rows.decoded, "0 / 0");
+    assert.equal(rows.processed, "–");
+  });
+
+  it("shows a dash for processing only when there is no transform, and for times not known yet", () => {
+    const stats = { processed_fps: 5, transform_ms: { p50: 20, p95: 30 }, processed_age_ms: 40 };
+    const processed = (/** @type {import("../src/types.js").Stats} */ s, processing = true) =>
+      statRows(s, processing).find(([key]) => key === "processed")?.[2];
+    assert.equal(processed(stats, false), "–");
+    assert.equal(processed(stats), "5.0 fps · transform 20/30 ms · age 40 ms");
+    assert.equal(processed({ transform_ms: null, processed_age_ms: null }), "0.0 fps · transform – · age –");
+    assert.equal(processed({ transform_ms: /** @type {any} */ ({ p50: 1 }) }), "0.0 fps · transform – · age –");
   });
 });
 
