@@ -96,6 +96,7 @@ class FrameDecoder:
 
     def _run(self) -> None:
         codec = av.CodecContext.create("vp8", "r")
+        codec.thread_count = 1  # this worker is the session's decoding thread: no hidden pool
         while (item := self._next()) is not None:
             encoded, arrived_at = item
             packet = av.Packet(encoded.data)

@@ -65,6 +65,7 @@ def _encoder(width: int, height: int) -> av.video.codeccontext.VideoCodecContext
     codec.bit_rate = BITRATE
     codec.time_base = TIME_BASE
     codec.gop_size = 3000
+    codec.thread_count = 1  # the transform's thread encodes: no hidden pool per session
     codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
                      "error-resilient": "1"}
     return codec
