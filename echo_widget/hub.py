@@ -25,6 +25,7 @@ import av
 
 from . import errors, protocol
 from .errors import ErrorCode
+from .media.decoder import clone_frame
 from .media.transform import Transform
 from .media.workers import AsyncLatestSlot
 from .recording import RecorderError
@@ -265,8 +266,11 @@ class SessionHub:
     def frame_decoded(self, session: EchoSession, frame: av.VideoFrame) -> None:
         if session is not self.current:
             return
-        for slot in self._consumers:
-            if slot.put(frame):
+        slots = list(self._consumers)
+        # each consumer its own frame object, copied before any of them can use the original
+        frames = [frame, *(clone_frame(frame) for _ in slots[1:])]
+        for slot, own in zip(slots, frames, strict=True):
+            if slot.put(own):
                 self.book.counters.frames_skipped += 1
 
     # -- the kernel can see -----------------------------------------------------

@@ -38,7 +38,7 @@ from ._aiortc_compat import (
     tap_receiver,
 )
 from .errors import ErrorCode
-from .media.decoder import DecodedFrame, FrameDecoder
+from .media.decoder import DecodedFrame, FrameDecoder, clone_frame
 from .media.forwarder import MediaForwarder
 from .media.frames import VideoFrames
 from .media.transform import ProcessedTrack, Transform, TransformWorker
@@ -247,11 +247,13 @@ class EchoSession:
     def _on_decoded(self, decoded: DecodedFrame) -> None:
         """In the decoder's thread: to the transform, and to the consumers on the loop."""
         worker = self._transformer
+        if self._deliver_frames:
+            # copied before the transform may touch the frame (see clone_frame)
+            frame = decoded.frame if worker is None else clone_frame(decoded.frame)
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._deliver, frame)
         if worker is not None:
             worker.offer(decoded)
-        if self._deliver_frames:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                self._loop.call_soon_threadsafe(self._deliver, decoded.frame)
 
     def _deliver(self, frame: av.VideoFrame) -> None:
         if self._deliver_frames:

@@ -162,6 +162,32 @@ async def test_the_transform_arrives_on_the_second_track_and_stops_when_unset(
     await widget.aclose()
 
 
+async def test_consumers_and_the_transform_each_get_their_own_frame(vp8_clip: Path) -> None:
+    """PyAV deadlocks when one frame object is converted in two threads at once, as a
+    transform and a consumer that converts in a thread (or two consumers) would do."""
+    widget, _, client = await connected(vp8_clip, processed=True)
+    widget.transform = lambda frame: frame.to_ndarray(format="rgb24")[:, :, ::-1].copy()
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for frame in widget.frames():
+            await asyncio.to_thread(frame.to_ndarray, format="gray")
+            seen.append(id(frame))
+
+    consumers = [asyncio.ensure_future(consume()) for _ in range(2)]
+    await asyncio.sleep(1)
+    processed, consumed = len(client.processed), len(seen)
+    await asyncio.sleep(2)
+    assert len(client.processed) > processed + 20, "the transform stalled"
+    assert len(seen) > consumed + 40, "the consumers stalled"
+    for task in consumers:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    await client.close()
+    await widget.aclose()
+    assert worker_threads() == []
+
+
 async def test_a_failing_transform_is_reported_and_the_echo_goes_on(vp8_clip: Path) -> None:
     widget, _, client = await connected(vp8_clip, processed=True)
 

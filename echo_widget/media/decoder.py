@@ -43,6 +43,19 @@ class DecodedFrame:
     """The unwrapped media timestamp (90 kHz): always increasing, unlike ``frame.pts``."""
 
 
+def clone_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """A copy of a decoded frame, for another consumer.
+
+    Each consumer (the transform, each ``frames()`` loop, each snapshot) gets a frame object of
+    its own: PyAV deadlocks when one frame object is converted (``to_ndarray``, ``reformat``)
+    in two threads at once, and consumers convert in threads.
+    """
+    copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    copy.pts = frame.pts
+    copy.time_base = frame.time_base
+    return copy
+
+
 OnDecoded = Callable[[DecodedFrame], None]
 """Called in the decoder's thread with each decoded frame."""
 

@@ -8,6 +8,7 @@ var ERRORS = (
     "camera-not-found": () => "No camera was found. Connect a camera (or enable it in your system settings), then press Start camera or re-run the cell.",
     "camera-busy": () => "The camera is in use by another application or tab, or could not be started. Close the other user, then press Start camera or re-run the cell.",
     "camera-error": (detail) => `Could not open the camera: ${detail}`,
+    "camera-blocked-vscode": () => "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 in a browser, on http://localhost, http://127.0.0.1 or https://.",
     "insecure-context": (origin) => `The camera is only available on a secure page, and this one is not (${origin}). Open Jupyter over https://, or on http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: ssh -L 8888:localhost:8888 HOST).`,
     // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
     "ice-failed": () => "Could not connect the browser to the kernel (ICE failed). The kernel is probably on another machine or behind a NAT/firewall: configure a TURN server that both can reach, e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', 'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable.",
@@ -124,7 +125,12 @@ function videoConstraints(video) {
   if (video?.facingMode) constraints.facingMode = video.facingMode;
   return constraints;
 }
-function cameraErrorCode(error2) {
+function detectFrontEnd(page) {
+  if (page.location?.protocol === "vscode-webview:") return "vscode";
+  return typeof page.acquireVsCodeApi === "function" ? "vscode" : "browser";
+}
+function cameraErrorCode(error2, frontEnd = "browser") {
+  if (frontEnd === "vscode") return "camera-blocked-vscode";
   switch (error2 instanceof Error ? error2.name : "") {
     case "NotAllowedError":
     case "SecurityError":
@@ -360,13 +366,15 @@ var EchoController = class {
    * @param {Camera} options.camera
    * @param {Rtc} options.rtc
    * @param {string} options.origin the page's protocol and host, for the insecure-context error
+   * @param {import("./camera.js").FrontEnd} [options.frontEnd] where the view runs
    * @param {ViewHooks} options.view
    */
-  constructor({ model, camera, rtc, origin, view }) {
+  constructor({ model, camera, rtc, origin, view, frontEnd = "browser" }) {
     this.model = model;
     this.camera = camera;
     this.rtc = rtc;
     this.origin = origin;
+    this.frontEnd = frontEnd;
     this.view = view;
     this.viewId = newSessionId();
     this.reportId = this.viewId;
@@ -382,7 +390,10 @@ var EchoController = class {
   /** @returns {Promise<boolean>} whether the camera is open */
   async openCamera() {
     if (!this.camera.available) {
-      this.fail("insecure-context", this.origin);
+      this.fail(
+        this.frontEnd === "vscode" ? "camera-blocked-vscode" : "insecure-context",
+        this.origin
+      );
       return false;
     }
     this.setStatus("connecting", STATUS_DETAIL.openingCamera);
@@ -513,7 +524,10 @@ var EchoController = class {
   }
   /** @param {unknown} error a getUserMedia failure */
   failCamera(error2) {
-    this.fail(cameraErrorCode(error2), error2 instanceof Error ? error2.message : String(error2));
+    this.fail(
+      cameraErrorCode(error2, this.frontEnd),
+      error2 instanceof Error ? error2.message : String(error2)
+    );
   }
 };
 
@@ -946,6 +960,10 @@ var EchoView = class {
       camera: pageCamera(),
       rtc: pageRtc,
       origin: `${location.protocol}//${location.host}`,
+      frontEnd: detectFrontEnd(
+        /** @type {any} */
+        globalThis
+      ),
       view: this
     });
     const controller = this.controller;

@@ -21,12 +21,27 @@ export function videoConstraints(video) {
   return constraints;
 }
 
+/** @typedef {"browser" | "vscode"} FrontEnd */
+
+/**
+ * Where the view runs, as far as the camera is concerned: VS Code's notebook webviews
+ * (a `vscode-webview:` origin, with `acquireVsCodeApi`) reject every camera request.
+ * @param {{location?: {protocol?: string}, acquireVsCodeApi?: unknown}} page `globalThis`
+ * @returns {FrontEnd}
+ */
+export function detectFrontEnd(page) {
+  if (page.location?.protocol === "vscode-webview:") return "vscode";
+  return typeof page.acquireVsCodeApi === "function" ? "vscode" : "browser";
+}
+
 /**
  * The error code for a getUserMedia failure.
  * @param {unknown} error
+ * @param {FrontEnd} [frontEnd] in VS Code every failure is its webview's block
  * @returns {ErrorCode}
  */
-export function cameraErrorCode(error) {
+export function cameraErrorCode(error, frontEnd = "browser") {
+  if (frontEnd === "vscode") return "camera-blocked-vscode";
   switch (error instanceof Error ? error.name : "") {
     case "NotAllowedError":
     case "SecurityError":

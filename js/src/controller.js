@@ -48,13 +48,15 @@ export class EchoController {
    * @param {Camera} options.camera
    * @param {Rtc} options.rtc
    * @param {string} options.origin the page's protocol and host, for the insecure-context error
+   * @param {import("./camera.js").FrontEnd} [options.frontEnd] where the view runs
    * @param {ViewHooks} options.view
    */
-  constructor({ model, camera, rtc, origin, view }) {
+  constructor({ model, camera, rtc, origin, view, frontEnd = "browser" }) {
     this.model = model;
     this.camera = camera;
     this.rtc = rtc;
     this.origin = origin;
+    this.frontEnd = frontEnd;
     this.view = view;
     /** The id this view announced itself with; each session has its own id. */
     this.viewId = protocol.newSessionId();
@@ -75,7 +77,8 @@ export class EchoController {
   /** @returns {Promise<boolean>} whether the camera is open */
   async openCamera() {
     if (!this.camera.available) {
-      this.fail("insecure-context", this.origin);
+      this.fail(this.frontEnd === "vscode" ? "camera-blocked-vscode" : "insecure-context",
+        this.origin);
       return false;
     }
     this.setStatus("connecting", STATUS_DETAIL.openingCamera);
@@ -216,6 +219,7 @@ export class EchoController {
 
   /** @param {unknown} error a getUserMedia failure */
   failCamera(error) {
-    this.fail(cameraErrorCode(error), error instanceof Error ? error.message : String(error));
+    this.fail(cameraErrorCode(error, this.frontEnd),
+      error instanceof Error ? error.message : String(error));
   }
 }

@@ -19,6 +19,10 @@ const ERRORS = /** @satisfies {Record<string, (detail: string) => string>} */ ({
     "The camera is in use by another application or tab, or could not be started. Close " +
     "the other user, then press Start camera or re-run the cell.",
   "camera-error": (detail) => `Could not open the camera: ${detail}`,
+  "camera-blocked-vscode": () =>
+    "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), " +
+    "so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 " +
+    "in a browser, on http://localhost, http://127.0.0.1 or https://.",
   "insecure-context": (origin) =>
     "The camera is only available on a secure page, and this one is not " +
     `(${origin}). Open Jupyter over https://, or on ` +

@@ -6,7 +6,7 @@
  * wires the controls to an EchoController and renders the controller's state.
  */
 
-import { Camera } from "./camera.js";
+import { Camera, detectFrontEnd } from "./camera.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
 import { OverlayCanvas } from "./overlay-canvas.js";
@@ -81,6 +81,7 @@ export class EchoView {
       camera: pageCamera(),
       rtc: pageRtc,
       origin: `${location.protocol}//${location.host}`,
+      frontEnd: detectFrontEnd(/** @type {any} */ (globalThis)),
       view: this,
     });
     const controller = this.controller;

@@ -1,7 +1,7 @@
 // @ts-check
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Camera, cameraErrorCode, videoConstraints } from "../src/camera.js";
+import { Camera, cameraErrorCode, detectFrontEnd, videoConstraints } from "../src/camera.js";
 import { deferred, fakeGetUserMedia } from "./fake-media.js";
 
 describe("videoConstraints", () => {
@@ -92,5 +92,22 @@ describe("Camera", () => {
     assert.equal(await reopening, null);
     assert.equal(gum.streams[1].track.stopped, true);
     assert.equal(camera.stream, null);
+  });
+});
+
+describe("detectFrontEnd", () => {
+  it("knows VS Code's webview by its origin or its API, and nothing else", () => {
+    assert.equal(detectFrontEnd({ location: { protocol: "vscode-webview:" } }), "vscode");
+    assert.equal(detectFrontEnd({ location: { protocol: "https:" }, acquireVsCodeApi: () => ({}) }), "vscode");
+    assert.equal(detectFrontEnd({ location: { protocol: "https:" } }), "browser");
+    assert.equal(detectFrontEnd({ location: { protocol: "http:" }, acquireVsCodeApi: "not a function" }), "browser");
+    assert.equal(detectFrontEnd({}), "browser");
+  });
+
+  it("maps every camera failure in VS Code to its block", () => {
+    for (const name of ["NotAllowedError", "NotFoundError", "TypeError"]) {
+      assert.equal(cameraErrorCode(new DOMException("x", name), "vscode"), "camera-blocked-vscode");
+    }
+    assert.equal(cameraErrorCode(new DOMException("x", "NotAllowedError")), "camera-denied");
   });
 });

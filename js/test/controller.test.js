@@ -13,7 +13,8 @@ const ORIGIN = "http://example.test:8888";
  * A controller on a fake model, camera and WebRTC, with a view that records what it is shown.
  * @param {{secure?: boolean}} [options]
  */
-function makeController({ secure = true } = {}) {
+/** @param {{secure?: boolean, frontEnd?: import("../src/camera.js").FrontEnd}} [options] */
+function makeController({ secure = true, frontEnd = "browser" } = {}) {
   const model = new FakeModel({ video: { width: 640, height: 480 } });
   const gum = fakeGetUserMedia();
   const view = {
@@ -42,6 +43,7 @@ function makeController({ secure = true } = {}) {
     rtc: fakeRtc,
     origin: ORIGIN,
     view,
+    frontEnd,
   });
   return { controller, model, gum, view };
 }
@@ -106,6 +108,23 @@ describe("EchoController", () => {
     assert.ok(controller.error?.message.includes("SSH tunnel"));
     assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code), ["insecure-context"]);
     assert.deepEqual(gum.calls, []);
+  });
+
+  it("says VS Code's webview blocks the camera, whatever its rejection", async () => {
+    for (const failWith of ["NotAllowedError", "NotFoundError", "AbortError"]) {
+      const { controller, model, gum } = makeController({ frontEnd: "vscode" });
+      gum.failWith = failWith;
+      await controller.start();
+      assert.equal(controller.status, "failed");
+      assert.equal(controller.error?.code, "camera-blocked-vscode");
+      assert.ok(controller.error?.message.includes("microsoft/vscode#119127"));
+      assert.ok(controller.error?.message.includes("JupyterLab"));
+      assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code),
+        ["camera-blocked-vscode"]);
+    }
+    const { controller } = makeController({ frontEnd: "vscode", secure: false });
+    await controller.start();
+    assert.equal(controller.error?.code, "camera-blocked-vscode", "no camera API at all there");
   });
 
   it("reports ICE failure before a connection as ice-failed, in the kernel's words", async () => {

@@ -65,7 +65,11 @@ class Server:
         client = BlockingKernelClient(connection_file=str(connection_file))
         client.load_connection_file()
         client.start_channels()
-        client.wait_for_ready(timeout=30)
+        # Not wait_for_ready(): it drains IOPub until it is quiet for 0.2 s, which never
+        # happens while a widget streams messages (annotations 30 times a second).
+        reply = client.get_shell_msg(timeout=30) if client.kernel_info() else None
+        assert reply is not None, "the kernel did not answer kernel_info"
+        assert reply["msg_type"] == "kernel_info_reply", reply["msg_type"]
         self.kernels.append(client)
         return client
 

@@ -283,6 +283,28 @@ def test_not_a_secure_context(lab: Server, playwright: Playwright) -> None:
         browser.close()
 
 
+VSCODE_WEBVIEW = """
+window.acquireVsCodeApi = () => ({postMessage() {}, getState() {}, setState() {}});
+navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+"""
+
+
+def test_vscode_webview_is_named_as_what_blocks_the_camera(
+        lab: Server, browser: Browser) -> None:
+    """VS Code's notebook webview rejects getUserMedia; reproduced here with its API present
+    and the same rejection, since VS Code itself can't run on this machine."""
+    page = new_page(browser, init_script=VSCODE_WEBVIEW)
+    try:
+        kernel = run_error_notebook(lab, page, "vscode", ERRORS_NOTEBOOK)
+        shown = wait_error(page, "VS Code's notebook view", "vscode-webview")
+        assert "microsoft/vscode#119127" in shown
+        assert "JupyterLab" in shown
+        assert_kernel_error(kernel, shown)
+    finally:
+        page.context.close()
+
+
 def test_ffmpeg_missing_is_said_and_the_echo_runs(lab: Server, browser: Browser) -> None:
     page = new_page(browser)
     kernel = run_error_notebook(lab, page, "no-ffmpeg", [
