@@ -36,10 +36,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------- server
 
 
-async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> None:
-    """Accept ``clients`` signaling connections; echo every session offered on them."""
-    from echo_widget import EchoWidget  # imported before any offer, as in a notebook
+async def signaling_server(deliver: Any) -> tuple[asyncio.Server, Any, asyncio.Semaphore]:
+    """The widget's protocol as JSON lines on a loopback TCP port.
 
+    Each line goes to ``deliver(message)``; the returned ``send`` writes a reply to the
+    connection that named its session; the semaphore is released as each connection ends.
+    """
     writers: dict[str, asyncio.StreamWriter] = {}
 
     def send(content: dict[str, Any], buffers: Any = None) -> None:
@@ -47,23 +49,32 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
         if writer is not None:
             writer.write(json.dumps(content).encode() + b"\n")
 
-    backend: Any
-    if mode == "relay":
-        backend = RelayEcho(send)
-    else:
-        backend = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
-            record_dir / "rec.webm" if mode == "forward+rec" else None))
-        backend.send = send
     finished = asyncio.Semaphore(0)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             message = json.loads(line)
             writers[message["session"]] = writer
-            backend._handle_custom_msg(message, [])
+            deliver(message)
         finished.release()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, send, finished
+
+
+async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> None:
+    """Accept ``clients`` signaling connections; echo every session offered on them."""
+    from echo_widget import EchoWidget  # imported before any offer, as in a notebook
+
+    backend: Any = None
+    server, send, finished = await signaling_server(lambda message: backend.deliver(message))
+    if mode == "relay":
+        backend = RelayEcho(send)
+    else:
+        widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
+            record_dir / "rec.webm" if mode == "forward+rec" else None))
+        widget.send = send
+        backend = widget.hub
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
     for _ in range(clients):
         await finished.acquire()
@@ -82,7 +93,7 @@ class RelayEcho:
         self.pcs: dict[str, Any] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def _handle_custom_msg(self, content: dict[str, Any], buffers: Any) -> None:
+    def deliver(self, content: dict[str, Any]) -> None:
         if content["type"] == "offer":
             task = asyncio.ensure_future(self._answer(content["session"], content["sdp"]))
             self.tasks.add(task)

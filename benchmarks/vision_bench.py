@@ -80,7 +80,7 @@ def _sibling(name: str) -> Any:
     return module
 
 
-echo_bench = _sibling("echo_bench")  # _cpu_seconds, _percentile
+echo_bench = _sibling("echo_bench")  # signaling_server, _cpu_seconds, _percentile
 
 
 def _median(values: list[float]) -> float | None:
@@ -196,24 +196,7 @@ async def serve(case: str, clients: int) -> None:
     from echo_widget import EchoWidget  # imported before any offer, as in a notebook
 
     widget = EchoWidget(ice_servers=[], max_sessions=64)
-    writers: dict[str, asyncio.StreamWriter] = {}
-
-    def send(content: dict[str, Any], buffers: Any = None) -> None:
-        writer = writers.get(content.get("session") or "")
-        if writer is not None:
-            writer.write(json.dumps(content).encode() + b"\n")
-
-    widget.send = send
-    finished = asyncio.Semaphore(0)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while line := await reader.readline():
-            message = json.loads(line)
-            writers[message["session"]] = writer
-            widget._handle_custom_msg(message, [])
-        finished.release()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server, widget.send, finished = await echo_bench.signaling_server(widget.hub.deliver)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     lags: list[float] = []
     watching = asyncio.ensure_future(_watch_lag(lags))

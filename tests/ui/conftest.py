@@ -90,6 +90,19 @@ def kernel_json(client: BlockingKernelClient, code: str, timeout: float = 60) ->
     return json.loads(text.strip().splitlines()[-1])
 
 
+def poll_kernel(client: BlockingKernelClient, code: str, condition: Any, what: str,
+                timeout: float = 20) -> Any:
+    """Run ``code`` (see :func:`kernel_json`) until ``condition(result)``, or fail saying what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = kernel_json(client, code)
+        if condition(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"kernel side: {what} did not happen in {timeout} s: {state}")
+        time.sleep(0.25)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from .conftest import (
     kernel_json,
     new_page,
     open_and_run_all,
+    poll_kernel,
     screenshot,
     wait_for_status,
     write_notebook,
@@ -31,18 +32,6 @@ VISION = ("import json; print(json.dumps({k: w.stats[k] for k in ('frames_decode
           "'frames_skipped', 'processed_fps', 'processed_age_ms', 'transform_ms')}))")
 MAGENTA = (255, 0, 255)
 BOX = {"x": 200, "y": 120, "w": 240, "h": 200}
-
-
-def wait_kernel(kernel: Any, code: str, condition: Any, what: str,
-                timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state: dict[str, Any] = kernel_json(kernel, code)
-        if condition(state):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"kernel side: {what} did not happen in {timeout} s: {state}")
-        time.sleep(0.25)
 
 
 def wait_processed_playing(page: Page, timeout: float = 30) -> dict[str, Any]:
@@ -72,7 +61,7 @@ def test_the_frames_notebook_runs_with_run_all(lab: Server, browser: Browser) ->
             "() => Number(document.querySelector('canvas.echo-widget-overlay')?.dataset"
             ".shapes ?? 0) > 0", timeout=30_000)  # the motion box
         kernel = lab.kernel("frames.ipynb")
-        state = wait_kernel(kernel, VISION, lambda s: s["processed_fps"] > 0, "processing")
+        state = poll_kernel(kernel, VISION, lambda s: s["processed_fps"] > 0, "processing", 30)
         assert state["frames_decoded"] > 0
         assert state["transform_ms"] is not None
         page.locator(".echo-widget").first.scroll_into_view_if_needed()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from .conftest import (
     kernel_json,
     new_page,
     open_and_run_all,
+    poll_kernel,
     screenshot,
     wait_for_status,
     wait_playing,
@@ -45,14 +45,8 @@ STATE = ("import json; print(json.dumps({'status': w.status, 'error': w.error, "
 
 
 def wait_kernel(kernel: Any, condition: Any, what: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state: dict[str, Any] = kernel_json(kernel, STATE)
-        if condition(state):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"kernel side: {what} did not happen in {timeout} s: {state}")
-        time.sleep(0.25)
+    state: dict[str, Any] = poll_kernel(kernel, STATE, condition, what, timeout)
+    return state
 
 
 def stat(page: Page, key: str) -> str:
