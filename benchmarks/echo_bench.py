@@ -117,14 +117,88 @@ class RelayEcho:
 # --------------------------------------------------------------------------- client
 
 
+class BenchPeer:
+    """One client peer of the benchmarks: sends a pre-encoded clip, paced, looped; times each
+    echoed frame against when the same bytes were sent. With ``processed``, its offer has the
+    view's second (recvonly) video m-line, and the processed frames' arrivals are timed."""
+
+    def __init__(self, session: str, clip: Path, answers: dict[str, asyncio.Future[str]],
+                 writer: asyncio.StreamWriter, *, processed: bool = False) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+
+        from echo_widget._aiortc_compat import tap_receiver
+        from echo_widget.media.vp8 import FrameAssembler
+        from echo_widget.testing import PacedTrack  # MediaPlayer(decode=False), paced, looped
+
+        self.session, self._answers, self._writer = session, answers, writer
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.sent: dict[bytes, float] = {}
+        self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+               if c.mimeType.lower() in ("video/vp8", "video/rtx")]
+        transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+        transceiver.setCodecPreferences(vp8)
+        self.frames: list[float] = []
+        self.latencies: list[float] = []
+        self.first_frame: float | None = None
+        """Offer sent to the first echoed frame, in seconds."""
+        self.offered_at = 0.0
+        self.answered_in = 0.0
+        self.assembler = FrameAssembler(self.on_frame, lambda: None)
+        tap_receiver(transceiver.receiver, self)
+        self.processed_frames: list[float] = []
+        if processed:
+            second = self.pc.addTransceiver("video", direction="recvonly")
+            second.setCodecPreferences(vp8)
+            tap_receiver(second.receiver, _Arrivals(self.processed_frames))
+
+    def on_sent(self, data: bytes) -> None:
+        self.sent[hashlib.blake2b(data, digest_size=8).digest()] = time.perf_counter()
+
+    def on_rtp(self, packet: Any, data: bytes) -> bool:
+        self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                           packet.payload, data)
+        return False
+
+    def on_frame(self, frame: Any) -> None:
+        now = time.perf_counter()
+        if self.first_frame is None:
+            self.first_frame = now - self.offered_at
+        self.frames.append(now)
+        sent = self.sent.get(hashlib.blake2b(frame.data, digest_size=8).digest())
+        if sent is not None:
+            self.latencies.append(now - sent)
+
+    async def connect(self) -> None:
+        from aiortc import RTCSessionDescription
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._answers[self.session] = asyncio.get_running_loop().create_future()
+        self.offered_at = time.perf_counter()
+        self._writer.write(json.dumps({"type": "offer", "session": self.session,
+                                       "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
+        sdp = await self._answers[self.session]
+        self.answered_in = time.perf_counter() - self.offered_at
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+
+class _Arrivals:
+    """A packet sink that records when each frame is complete."""
+
+    def __init__(self, arrivals: list[float]) -> None:
+        from echo_widget.media.vp8 import FrameAssembler
+
+        self._assembler = FrameAssembler(lambda frame: arrivals.append(time.perf_counter()),
+                                         lambda: None)
+
+    def on_rtp(self, packet: Any, data: bytes) -> bool:
+        self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
+                            packet.payload, data)
+        return False
+
+
 async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, Any]:
     """N peers: connect, wait until all echo, measure until told to stop, report raw numbers."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-
-    from echo_widget._aiortc_compat import tap_receiver
-    from echo_widget.media.vp8 import FrameAssembler
-    from echo_widget.testing import PacedTrack  # MediaPlayer(decode=False), paced, looped
-
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answers: dict[str, asyncio.Future[str]] = {}
     loop = asyncio.get_running_loop()
@@ -137,52 +211,7 @@ async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, 
 
     reading = asyncio.ensure_future(read_answers())
 
-    class Peer:
-        def __init__(self, index: int) -> None:
-            self.session = f"bench-{prefix}-{index}"
-            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            self.sent: dict[bytes, float] = {}
-            self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
-            transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
-            transceiver.setCodecPreferences([
-                c for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() in ("video/vp8", "video/rtx")])
-            self.frames: list[float] = []
-            self.latencies: list[float] = []
-            self.first_frame: float | None = None
-            self.offered_at = 0.0
-            self.answered_in = 0.0
-            self.assembler = FrameAssembler(self.on_frame, lambda: None)
-            tap_receiver(transceiver.receiver, self)
-
-        def on_sent(self, data: bytes) -> None:
-            self.sent[hashlib.blake2b(data, digest_size=8).digest()] = time.perf_counter()
-
-        def on_rtp(self, packet: Any, data: bytes) -> bool:
-            self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
-                               packet.payload, data)
-            return False
-
-        def on_frame(self, frame: Any) -> None:
-            now = time.perf_counter()
-            if self.first_frame is None:
-                self.first_frame = now - self.offered_at
-            self.frames.append(now)
-            sent = self.sent.get(hashlib.blake2b(frame.data, digest_size=8).digest())
-            if sent is not None:
-                self.latencies.append(now - sent)
-
-        async def connect(self) -> None:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            answers[self.session] = loop.create_future()
-            self.offered_at = time.perf_counter()
-            writer.write(json.dumps({"type": "offer", "session": self.session,
-                                     "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
-            sdp = await answers[self.session]
-            self.answered_in = time.perf_counter() - self.offered_at
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-
-    peers = [Peer(i) for i in range(streams)]
+    peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer) for i in range(streams)]
     await asyncio.gather(*(p.connect() for p in peers))
     deadline = time.perf_counter() + 30
     while any(p.first_frame is None for p in peers) and time.perf_counter() < deadline:

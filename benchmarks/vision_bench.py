@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -238,17 +237,8 @@ async def serve(case: str, clients: int) -> None:
 
 async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
     """N peers with a processed m-line: connect, wait until all echo, measure from GO to STOP."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-
-    from echo_widget._aiortc_compat import tap_receiver
-    from echo_widget.media.vp8 import FrameAssembler
-    from echo_widget.testing import PacedTrack
-
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answers: dict[str, asyncio.Future[str]] = {}
-    loop = asyncio.get_running_loop()
-    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-           if c.mimeType.lower() in ("video/vp8", "video/rtx")]
 
     async def read_answers() -> None:
         while line := await reader.readline():
@@ -258,63 +248,8 @@ async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
 
     reading = asyncio.ensure_future(read_answers())
 
-    class Processed:
-        """Counts the processed frames that arrive on the second m-line."""
-
-        def __init__(self) -> None:
-            self.frames: list[float] = []
-            self.assembler = FrameAssembler(
-                lambda frame: self.frames.append(time.perf_counter()), lambda: None)
-
-        def on_rtp(self, packet: Any, data: bytes) -> bool:
-            self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
-                               packet.payload, data)
-            return False
-
-    class Peer:
-        def __init__(self, index: int) -> None:
-            self.session = f"vision-{index}"
-            self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            self.sent: dict[bytes, float] = {}
-            self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
-            echo = self.pc.addTransceiver(self.track, direction="sendrecv")
-            echo.setCodecPreferences(vp8)
-            second = self.pc.addTransceiver("video", direction="recvonly")
-            second.setCodecPreferences(vp8)
-            self.frames: list[float] = []
-            self.latencies: list[float] = []
-            self.first_frame: float | None = None
-            self.assembler = FrameAssembler(self.on_frame, lambda: None)
-            tap_receiver(echo.receiver, self)
-            self.processed = Processed()
-            tap_receiver(second.receiver, self.processed)
-
-        def on_sent(self, data: bytes) -> None:
-            self.sent[hashlib.blake2b(data, digest_size=8).digest()] = time.perf_counter()
-
-        def on_rtp(self, packet: Any, data: bytes) -> bool:
-            self.assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
-                               packet.payload, data)
-            return False
-
-        def on_frame(self, frame: Any) -> None:
-            now = time.perf_counter()
-            if self.first_frame is None:
-                self.first_frame = now
-            self.frames.append(now)
-            sent = self.sent.get(hashlib.blake2b(frame.data, digest_size=8).digest())
-            if sent is not None:
-                self.latencies.append(now - sent)
-
-        async def connect(self) -> None:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            answers[self.session] = loop.create_future()
-            writer.write(json.dumps({"type": "offer", "session": self.session,
-                                     "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
-            sdp = await answers[self.session]
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-
-    group = [Peer(i) for i in range(peers)]
+    group = [echo_bench.BenchPeer(f"vision-{i}", clip, answers, writer, processed=True)
+             for i in range(peers)]
     lags: list[float] = []
     watching = asyncio.ensure_future(_watch_lag(lags))
     await asyncio.gather(*(p.connect() for p in group))
@@ -326,7 +261,7 @@ async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
     await _read_command("GO")
     start = time.perf_counter()
     lags.clear()
-    marks = [(len(p.frames), len(p.latencies), len(p.processed.frames)) for p in group]
+    marks = [(len(p.frames), len(p.latencies), len(p.processed_frames)) for p in group]
     await _read_command("STOP")
     elapsed = time.perf_counter() - start
     watching.cancel()
@@ -335,7 +270,7 @@ async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
     result = {
         "fps": [(len(p.frames) - m[0]) / elapsed for p, m in pairs],
         "latencies": [x for p, m in pairs for x in p.latencies[m[1]:]],
-        "processed_fps": [(len(p.processed.frames) - m[2]) / elapsed for p, m in pairs],
+        "processed_fps": [(len(p.processed_frames) - m[2]) / elapsed for p, m in pairs],
         "connected": sum(p.first_frame is not None for p in group),
         "lag_p99_ms": 1000 * (_pct(lags, 99) or 0.0)}
     for p in group:
