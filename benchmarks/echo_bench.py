@@ -182,6 +182,21 @@ class BenchPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
 
+async def close_peers(peers: list[BenchPeer], writer: asyncio.StreamWriter,
+                      reading: asyncio.Task[None]) -> None:
+    """Say bye for every peer, close them and the signaling connection."""
+    for p in peers:
+        writer.write(json.dumps({"type": "bye", "session": p.session}).encode() + b"\n")
+    await writer.drain()
+    await asyncio.gather(*(p.pc.close() for p in peers))
+    for p in peers:
+        p.track.stop()
+    writer.close()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading
+
+
 class _Arrivals:
     """A packet sink that records when each frame is complete."""
 
@@ -225,16 +240,7 @@ async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, 
     fps = [(len(p.frames) - m[0]) / elapsed for p, m in zip(peers, marks, strict=True)]
     latencies = [x for p, m in zip(peers, marks, strict=True) for x in p.latencies[m[1]:]]
     firsts = [p.first_frame for p in peers if p.first_frame is not None]
-    for p in peers:
-        writer.write(json.dumps({"type": "bye", "session": p.session}).encode() + b"\n")
-    await writer.drain()
-    await asyncio.gather(*(p.pc.close() for p in peers))
-    for p in peers:
-        p.track.stop()
-    writer.close()
-    reading.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reading
+    await close_peers(peers, writer, reading)
     return {"fps": fps, "latencies": latencies, "firsts": firsts,
             "answers": [p.answered_in for p in peers]}
 

@@ -273,16 +273,7 @@ async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
         "processed_fps": [(len(p.processed_frames) - m[2]) / elapsed for p, m in pairs],
         "connected": sum(p.first_frame is not None for p in group),
         "lag_p99_ms": 1000 * (_pct(lags, 99) or 0.0)}
-    for p in group:
-        writer.write(json.dumps({"type": "bye", "session": p.session}).encode() + b"\n")
-    await writer.drain()
-    await asyncio.gather(*(p.pc.close() for p in group))
-    for p in group:
-        p.track.stop()
-    writer.close()
-    reading.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reading
+    await echo_bench.close_peers(group, writer, reading)
     return result
 
 
