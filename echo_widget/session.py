@@ -165,6 +165,11 @@ class EchoSession:
         return self._task.done()
 
     @property
+    def queued(self) -> int:
+        """Messages from the view (candidates, the end) not handled yet."""
+        return self._inbox.qsize()
+
+    @property
     def live(self) -> bool:
         """Connecting or connected."""
         return self.state in ("connecting", "connected")

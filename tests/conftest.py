@@ -124,6 +124,8 @@ class EchoClient:
         self.echo_packets = 0
         self.echo_timestamps: set[int] = set()
         self.last_echo_timestamp: int | None = None
+        self.echo_payloads: list[tuple[int, bytes]] | None = None
+        """(SSRC, payload) of each echoed packet, once set to a list."""
         self.keyframe_requests: list[float] = []
         self.rtcp_in: list[AnyRtcpPacket] = []
         """RTCP from the kernel: reports on the echo, and feedback on what this client sends."""
@@ -159,6 +161,8 @@ class EchoClient:
         self.echo_packets += 1
         self.echo_timestamps.add(packet.timestamp)
         self.last_echo_timestamp = packet.timestamp
+        if self.echo_payloads is not None:
+            self.echo_payloads.append((packet.ssrc, packet.payload))
         self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
                             packet.payload, data)
         send, self._send_pli = self._send_pli, False

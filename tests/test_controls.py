@@ -189,8 +189,14 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     sdp = "\r\n".join(line if not line.startswith("a=candidate") else
                       "a=candidate:1 1 udp 2130706431 127.0.0.2 9 typ host"
                       for line in client.pc.localDescription.sdp.split("\r\n"))
+    loop = asyncio.get_running_loop()
+    offered_at = loop.time()
     signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
     reply = await signaling.wait_for("error", "s", timeout=35)
+    took = loop.time() - offered_at
+    # connect_timeout (1 s), checked every 0.5 s: not aioice's own failure, which takes ~30 s
+    assert 1.0 <= took < 1.0 + 1.5, f"failed after {took:.2f} s"
+    assert reply["code"] == "ice-failed"
     assert reply["fatal"] is True
     assert "TURN server" in reply["message"]
     assert "ice_servers" in reply["message"]

@@ -15,6 +15,8 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     RtcpPsfbPacket,
     RtcpSrPacket,
+    RtpPacket,
+    is_rtcp,
     unpack_remb_fci,
 )
 
@@ -115,6 +117,17 @@ async def test_the_echo_is_forwarded_packet_by_packet_with_its_rtcp_right(vp8_cl
     browser still gets the kernel's bandwidth estimate (REMB) for what it sends."""
     widget = EchoWidget(ice_servers=[])
     client = EchoClient(Signaling(widget), vp8_clip, "rtcp", loop=True)
+    sent: set[bytes] = set()
+    transport = client.transceiver.sender.transport  # what the client puts on the wire
+    send_rtp = transport._send_rtp
+
+    async def record(data: bytes) -> None:
+        if not is_rtcp(data):
+            sent.add(RtpPacket.parse(data).payload)
+        await send_rtp(data)
+
+    transport._send_rtp = record  # type: ignore[method-assign]
+    client.echo_payloads = []
     await client.connect()
 
     def rembs(packets: list[AnyRtcpPacket]) -> list[tuple[int, list[int]]]:
@@ -142,6 +155,12 @@ async def test_the_echo_is_forwarded_packet_by_packet_with_its_rtcp_right(vp8_cl
         assert 0 < report.sender_info.packet_count <= stats["packets_forwarded"]
         assert report.sender_info.octet_count > 1000 * report.sender_info.packet_count // 2
     assert reports[-1].sender_info.packet_count > reports[0].sender_info.packet_count
+    # Every echoed packet carries a payload the client sent, under the reports' SSRC.
+    echoed = client.echo_payloads
+    assert len(echoed) > 100
+    assert {ssrc for ssrc, _ in echoed} == {echo_ssrc}
+    strangers = [payload[:8] for _, payload in echoed if payload not in sent]
+    assert strangers == [], f"{len(strangers)} echoed payloads were never sent"
 
 
 async def test_two_sessions_are_independent_and_record_to_separate_files(

@@ -188,6 +188,9 @@ async def test_candidates_right_after_the_offer_are_accepted_and_replies_carry_t
     signaling.deliver({"type": "offer", "session": "early", "sdp": "v=0"})
     answer = await signaling.wait_for("answer", "early")
     assert "VP8" in answer["sdp"]
+    session = widget.hub.live["early"]
+    await wait_until(lambda: session.queued == 0, 5, "the queued candidates were applied")
+    await asyncio.sleep(0.05)  # a rejected candidate's reply would be sent by now
     errors = [m for m in signaling.of("early") if m["type"] == "error"]
     assert len(errors) == 1
     assert "already has an offer" in errors[0]["message"]
