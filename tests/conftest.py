@@ -16,7 +16,7 @@ from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from echo_widget import EchoWidget
 from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
-from echo_widget.media.vp8 import EncodedFrame, FrameAssembler
+from echo_widget.media.vp8 import EncodedFrame, FrameAssembler, is_keyframe
 from echo_widget.testing import PacedTrack, make_clip
 
 FFMPEG = shutil.which("ffmpeg")
@@ -67,6 +67,31 @@ def clip_frames(path: Path) -> list[bytes]:
 
     with av.open(str(path)) as container:
         return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+def recorded_positions(path: Path, sent: list[bytes], fps: int = 30) -> list[int]:
+    """Where each frame of a recording stands in the sent stream (by its time in the file,
+    which starts at the first recorded frame ``sent[0]`` stood for), checked byte for byte;
+    and every frame follows the one before it or is a keyframe: VP8 has no frame numbers,
+    so a decoder can't see a delta frame written after a gap."""
+    import itertools
+
+    import av
+
+    positions: list[int] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if not packet.size or packet.pts is None:
+                continue
+            index = round(float(packet.pts * stream.time_base) * fps)
+            assert bytes(packet) == sent[index], (
+                f"recorded frame {len(positions)} is not the frame sent at {index}")
+            positions.append(index)
+    for previous, index in itertools.pairwise(positions):
+        assert index == previous + 1 or is_keyframe(sent[index]), (
+            f"after a gap ({previous} -> {index}) the recorder wrote a delta frame")
+    return positions
 
 
 class Signaling:
