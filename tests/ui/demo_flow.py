@@ -20,7 +20,7 @@ from .conftest import (
 )
 
 STATS = "import json; print(json.dumps({**w.stats, 'status': w.status, 'error': w.error, " \
-        "'recordings': w.recordings}))"
+        "'recordings': w.recordings, 'sessions': len(w.hub.live)}))"
 
 
 def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
@@ -54,10 +54,18 @@ def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
     assert page.locator("img[src^='data:image/png']").count() >= 1, "w.plot() drew nothing"
     screenshot(page, shot_name)
 
-    # Closing the tab ends the session and finalizes the recording.
+    # Closing the tab ends the session at once (the view's bye, not the 3.5 s watchdog) and
+    # finalizes the recording.
     page.context.close()
-    deadline = time.monotonic() + 20
+    closed_at = time.monotonic()
     state = kernel_json(kernel, STATS)
+    while state["sessions"] and time.monotonic() < closed_at + 5:
+        time.sleep(0.05)
+        state = kernel_json(kernel, STATS)
+    took = time.monotonic() - closed_at
+    assert state["sessions"] == 0, state
+    assert took < 2.0, f"the session ended {took:.1f} s after the tab closed: no bye?"
+    deadline = time.monotonic() + 20
     while not state["recordings"] and time.monotonic() < deadline:
         time.sleep(0.25)
         state = kernel_json(kernel, STATS)

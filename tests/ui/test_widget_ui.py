@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,20 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     assert decode_errors(Path(take)) == ""
     assert int(ffprobe_video(Path(take))["nb_read_packets"]) > 0
 
-    # hang up (camera kept) and reconnect: a new session
+    # hang up (camera kept) during a recording: the session ends at once (bye, not the
+    # watchdog) and the recording is finalized; then reconnect: a new session
+    [hung] = kernel_json(kernel, "import json; print(json.dumps(w.start_recording('hung.webm')))")
+    wait_kernel(kernel, lambda s: s["recording_bytes"] >= 1024, "the take before hanging up")
     page.click("[data-control=call]")
+    hung_up_at = time.monotonic()
     wait_for_status(page, "closed")
-    state = wait_kernel(kernel, lambda s: s["sessions"] == 0, "the hung-up session ended")
-    assert len(state["recordings"]) == 2, state  # its recording was stopped from Python
+    state = wait_kernel(kernel, lambda s: s["sessions"] == 0, "the hung-up session ended", 5)
+    took = time.monotonic() - hung_up_at
+    assert took < 2.0, f"the session ended {took:.1f} s after hanging up: no bye?"
+    state = wait_kernel(kernel, lambda s: hung in s["recordings"], "hang-up finalized it", 10)
+    assert len(state["recordings"]) == 3, state  # echo.webm and take.webm, stopped from Python
+    assert int(ffprobe_video(Path(hung))["nb_read_packets"]) > 0
+    assert decode_errors(Path(hung)) == ""
     assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject !== null")
     page.click("[data-control=call]")
     wait_for_status(page, "connected")
@@ -170,7 +180,7 @@ def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) ->
     page.click("[data-control=camera]")
     wait_for_status(page, "closed")
     assert page.locator(".echo-widget video").first.evaluate("(v) => v.srcObject === null")
-    wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 3,
+    wait_kernel(kernel, lambda s: s["sessions"] == 0 and len(s["recordings"]) == 4,
                 "the camera-stopped session ended and its recording (record_to) finalized")
     page.click("[data-control=camera]")
     wait_for_status(page, "connected")
