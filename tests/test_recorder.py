@@ -117,6 +117,8 @@ async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path, vp8_cl
     assert errors == [], "ffmpeg starts with the first frame, not before"
     recorder.push(frames_of(vp8_clip)[0])
     await asyncio.sleep(0.1)
+    recorder.resync()  # a working recorder would now refuse a delta frame and want a keyframe
+    assert not frames_of(vp8_clip)[1].keyframe
     assert recorder.push(frames_of(vp8_clip)[1]), "after the failure it asks for nothing"
     assert await recorder.aclose() is None
     assert len(errors) == 1
