@@ -6,7 +6,8 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +132,13 @@ class EchoClient:
 
     With ``loop=True`` it sends the clip over and over until closed. With ``processed=True``
     its offer has a second video m-line (recvonly), as the view's does, and the processed
-    video that comes on it is collected in ``processed`` (encoded frames).
+    video that comes on it is collected in ``processed`` (encoded frames). With ``keep``,
+    only the last ``keep`` frames of each are kept (a long run then measures the kernel's
+    memory, not this client's); ``echo_count`` and ``processed_count`` count them all.
     """
 
     def __init__(self, signaling: Signaling, clip: Path, session: str, *,
-                 loop: bool = False, processed: bool = False) -> None:
+                 loop: bool = False, processed: bool = False, keep: int | None = None) -> None:
         self.signaling = signaling
         self.session = session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -145,7 +148,10 @@ class EchoClient:
             c for c in RTCRtpSender.getCapabilities("video").codecs
             if c.mimeType.lower() in ("video/vp8", "video/rtx")
         ])
-        self.echoed: list[EncodedFrame] = []
+        self.echoed: list[EncodedFrame] | deque[EncodedFrame] = (
+            [] if keep is None else deque(maxlen=keep))
+        self.echo_count = 0
+        self.processed_count = 0
         self.echo_packets = 0
         self.echo_timestamps: set[int] = set()
         self.last_echo_timestamp: int | None = None
@@ -157,15 +163,16 @@ class EchoClient:
         self.rtcp_out: list[AnyRtcpPacket] = []
         """RTCP this client's receiver sent about the echo (RR, NACK, PLI, REMB)."""
         self._send_pli = False
-        self._assembler = FrameAssembler(self.echoed.append, lambda: None)
+        self._assembler = FrameAssembler(self._on_echo_frame, lambda: None)
         tap_receiver(self.transceiver.receiver, self)
-        self.processed: list[EncodedFrame] = []
+        self.processed: list[EncodedFrame] | deque[EncodedFrame] = (
+            [] if keep is None else deque(maxlen=keep))
         if processed:
             second = self.pc.addTransceiver("video", direction="recvonly")
             second.setCodecPreferences([
                 c for c in RTCRtpSender.getCapabilities("video").codecs
                 if c.mimeType.lower() in ("video/vp8", "video/rtx")])
-            tap_receiver(second.receiver, _Collect(self.processed))
+            tap_receiver(second.receiver, _Collect(self._on_processed_frame))
         on_keyframe_request(self.transceiver.sender, self._on_keyframe_request)
         receiver, sender = self.transceiver.receiver, self.transceiver.sender
         for peer in (receiver, sender):
@@ -173,6 +180,14 @@ class EchoClient:
                 peer._handle_rtcp_packet, self.rtcp_in)
         receiver._send_rtcp = self._spy(  # type: ignore[method-assign]
             receiver._send_rtcp, self.rtcp_out)
+
+    def _on_echo_frame(self, frame: EncodedFrame) -> None:
+        self.echoed.append(frame)
+        self.echo_count += 1
+
+    def _on_processed_frame(self, frame: EncodedFrame) -> None:
+        self.processed.append(frame)
+        self.processed_count += 1
 
     @staticmethod
     def _spy(method: Any, seen: list[AnyRtcpPacket]) -> Any:
@@ -217,10 +232,10 @@ class EchoClient:
 
 
 class _Collect:
-    """A packet sink that assembles frames into a list (and never asks for keyframes)."""
+    """A packet sink that assembles frames for ``on_frame`` (and never asks for keyframes)."""
 
-    def __init__(self, frames: list[EncodedFrame]) -> None:
-        self._assembler = FrameAssembler(frames.append, lambda: None)
+    def __init__(self, on_frame: Callable[[EncodedFrame], None]) -> None:
+        self._assembler = FrameAssembler(on_frame, lambda: None)
 
     def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
         self._assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker),
