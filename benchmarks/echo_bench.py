@@ -182,6 +182,22 @@ class BenchPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
 
+async def open_signaling(port: int) -> tuple[
+        asyncio.StreamWriter, dict[str, asyncio.Future[str]], asyncio.Task[None]]:
+    """Connect to a benchmark server's signaling port: the writer for offers, the futures
+    the answers resolve (filled in by ``BenchPeer.connect``), and the task reading them."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers: dict[str, asyncio.Future[str]] = {}
+
+    async def read_answers() -> None:
+        while line := await reader.readline():
+            message = json.loads(line)
+            if message.get("type") == "answer":
+                answers[message["session"]].set_result(message["sdp"])
+
+    return writer, answers, asyncio.ensure_future(read_answers())
+
+
 async def close_peers(peers: list[BenchPeer], writer: asyncio.StreamWriter,
                       reading: asyncio.Task[None]) -> None:
     """Say bye for every peer, close them and the signaling connection."""
@@ -214,17 +230,8 @@ class _Arrivals:
 
 async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, Any]:
     """N peers: connect, wait until all echo, measure until told to stop, report raw numbers."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers: dict[str, asyncio.Future[str]] = {}
+    writer, answers, reading = await open_signaling(port)
     loop = asyncio.get_running_loop()
-
-    async def read_answers() -> None:
-        while line := await reader.readline():
-            message = json.loads(line)
-            if message.get("type") == "answer":
-                answers[message["session"]].set_result(message["sdp"])
-
-    reading = asyncio.ensure_future(read_answers())
 
     peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer) for i in range(streams)]
     await asyncio.gather(*(p.connect() for p in peers))

@@ -237,16 +237,7 @@ async def serve(case: str, clients: int) -> None:
 
 async def client(port: int, peers: int, clip: Path) -> dict[str, Any]:
     """N peers with a processed m-line: connect, wait until all echo, measure from GO to STOP."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers: dict[str, asyncio.Future[str]] = {}
-
-    async def read_answers() -> None:
-        while line := await reader.readline():
-            message = json.loads(line)
-            if message.get("type") == "answer":
-                answers[message["session"]].set_result(message["sdp"])
-
-    reading = asyncio.ensure_future(read_answers())
+    writer, answers, reading = await echo_bench.open_signaling(port)
 
     group = [echo_bench.BenchPeer(f"vision-{i}", clip, answers, writer, processed=True)
              for i in range(peers)]
