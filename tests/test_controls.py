@@ -95,8 +95,10 @@ async def test_record_to_can_change_between_sessions(vp8_clip: Path, tmp_path: P
     for session, name in (("s1", "a.webm"), ("s2", "b.mkv")):
         widget.record_to = tmp_path / name
         client = EchoClient(signaling, vp8_clip, session, loop=True)
+        recorded_before = widget.stats.get("frames_recorded", 0)  # totals span sessions
         await client.connect()
-        await wait_until(lambda: widget.stats["frames_recorded"] > 10, 10, "recording")
+        await wait_until(lambda b=recorded_before: widget.stats["frames_recorded"] > b + 10,
+                         10, "recording")
         await client.close()
         await wait_until(lambda n=name: str(tmp_path / n) in widget.recordings, 10, "finalized")
     await widget.aclose()
