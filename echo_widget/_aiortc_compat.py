@@ -27,6 +27,11 @@ needs small hooks instead:
   SFU keeps it. The sender's own loop is parked on a track that never yields.
 * the sender's ``_send_keyframe`` is replaced on the instance, so that a PLI or
   FIR from the viewer reaches us.
+* the receiver's ``_handle_rtcp_packet`` is wrapped (:func:`on_sender_report`) so that the
+  browser's RTCP sender reports (its NTP time for an RTP timestamp) reach us: they line up
+  audio and video in a recording, and the echo's own sender reports carry them on
+  (:meth:`EchoRtpSender.translate_sender_report`), so the viewer plays the echoed audio and
+  video in sync as the browser captured them.
 * SDP and candidate parsing use ``aiortc.sdp``, which is not in aiortc's public API:
   :func:`offered_media` and :func:`parse_candidate`.
 
@@ -44,7 +49,7 @@ import inspect
 import queue
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from struct import pack
 from typing import Any, Protocol
 
@@ -59,11 +64,12 @@ from aiortc import (
     rtcrtpreceiver,
     rtcrtpsender,
 )
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpSendParameters
 from aiortc.rtp import (
     RTP_HISTORY_SIZE,
     HeaderExtensions,
     HeaderExtensionsMap,
+    RtcpSrPacket,
     RtpPacket,
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
@@ -131,10 +137,9 @@ def tap_receiver(
 class _ParkedTrack(MediaStreamTrack):
     """The echo sender's track: never yields, so aiortc's own send loop just waits."""
 
-    kind = "video"
-
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__()
+        self.kind = kind
         self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def recv(self) -> Any:
@@ -149,13 +154,14 @@ class _ParkedTrack(MediaStreamTrack):
 
 
 class EchoRtpSender:
-    """Sends already-packetized VP8 through an aiortc sender, as its packetizer would."""
+    """Sends already-packetized media (VP8, Opus) through an aiortc sender, as its
+    packetizer would."""
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, kind: str = "video") -> None:
         for attribute in _SENDER_ATTRS:
             if not hasattr(sender, attribute):
                 raise RuntimeError(_broken(f"RTCRtpSender has no attribute {attribute}"))
-        self.track: MediaStreamTrack = _ParkedTrack()
+        self.track: MediaStreamTrack = _ParkedTrack(kind)
         """Give this to ``addTrack``/``replaceTrack``: it keeps aiortc's own loop idle."""
         internals: Any = sender
         self._sender = internals
@@ -163,6 +169,8 @@ class EchoRtpSender:
         self._payload_type = 0
         self._mid: str | None = None
         self._header: _HeaderTemplate | None = None
+        self._translated = False
+        """Whether the sender reports carry the browser's clock (see translate_sender_report)."""
         start = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -191,18 +199,29 @@ class EchoRtpSender:
         return b"".join((fixed, header.before, abs_send_time.to_bytes(3, "big"), header.after,
                          payload))
 
+    def translate_sender_report(self, ntp: int, timestamp: int) -> None:
+        """From now on, sender reports pair the echo's ``timestamp`` with the browser's own
+        ``ntp`` time for it (from the browser's sender report), as an SFU forwards them."""
+        self._translated = True
+        self._sender._RTCRtpSender__ntp_timestamp = ntp
+        self._sender._RTCRtpSender__rtp_timestamp = timestamp
+
     async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
-                       timestamp: int, abs_send_time: int | None = None) -> None:
+                       timestamp: int, abs_send_time: int | None = None, *,
+                       frame_end: bool | None = None) -> None:
         """Send one RTP packet with the sender's SSRC; dropped if the transport is down.
 
-        ``abs_send_time``: the original sender's, kept if given (else now). The packet goes
+        ``abs_send_time``: the original sender's, kept if given (else now). ``frame_end``
+        (default: ``marker``): the packet ends a frame, so until the browser's own sender
+        reports are translated, the echo's pair its timestamp with now. The packet goes
         into the sender's history (for NACKs); its RTCP counters are kept.
         """
         sender = self._sender
         packet = RtpPacket(self._payload_type, int(marker), sequence_number, timestamp,
                            sender._ssrc, payload)
+        stamp = marker if frame_end is None else frame_end
         ntp = 0
-        if abs_send_time is None or marker:
+        if abs_send_time is None or stamp:
             ntp = clock.current_ntp_time()
             if abs_send_time is None:
                 abs_send_time = (ntp >> 14) & 0x00FFFFFF
@@ -214,7 +233,7 @@ class EchoRtpSender:
                 self.serialize(payload, marker, sequence_number, timestamp, abs_send_time))
         except ConnectionError:
             return
-        if marker:  # the sender report pairs a frame's timestamp with when it went out
+        if stamp and not self._translated:  # the report pairs a frame with when it went out
             sender._RTCRtpSender__ntp_timestamp = ntp
             sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count += len(payload)
@@ -259,6 +278,33 @@ _SENDER_ATTRS = tuple(f"_RTCRtpSender__{name}" for name in (
     "octet_count", "packet_count"))
 
 
+SenderReportHook = Callable[[int, int, int], None]
+"""Called with (SSRC, NTP timestamp as 64-bit fixed point, RTP timestamp) per sender report."""
+
+
+def on_sender_report(receiver: RTCRtpReceiver, callback: SenderReportHook) -> None:
+    """Call ``callback`` for every RTCP sender report the remote sends for this receiver."""
+    handle = receiver._handle_rtcp_packet
+
+    async def handle_and_report(packet: Any) -> None:
+        await handle(packet)
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            callback(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+
+    receiver._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
+
+
+def opus_preference(parameters: dict[str, Any]) -> RTCRtpCodecCapability:
+    """aiortc's Opus capability with these fmtp parameters, for ``setCodecPreferences``:
+    aiortc answers with its own codecs' parameters, so the ones the answer should carry
+    (``useinbandfec``, ``stereo``) are set here."""
+    [opus] = [c for c in RTCRtpSender.getCapabilities("audio").codecs
+              if c.mimeType.lower() == "audio/opus"]
+    return RTCRtpCodecCapability(mimeType=opus.mimeType, clockRate=opus.clockRate,
+                                 channels=opus.channels, parameters=dict(parameters))
+
+
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` whenever the remote viewer sends a PLI or FIR for this sender."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
@@ -272,6 +318,8 @@ class OfferedMedia:
     codecs: tuple[str, ...]
     """MIME types, lower case (``video/vp8``, ``video/rtx``, ``audio/opus``, ...)."""
     direction: str | None
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each codec's fmtp parameters by MIME type (the first payload type of each)."""
 
 
 def offered_media(sdp: str) -> list[OfferedMedia]:
@@ -282,8 +330,14 @@ def offered_media(sdp: str) -> list[OfferedMedia]:
         description = SessionDescription.parse(sdp)
     except Exception as exc:
         raise ValueError(repr(exc)) from exc
-    return [OfferedMedia(m.kind, tuple(c.mimeType.lower() for c in m.rtp.codecs), m.direction)
-            for m in description.media]
+    media = []
+    for m in description.media:
+        parameters: dict[str, dict[str, Any]] = {}
+        for codec in m.rtp.codecs:
+            parameters.setdefault(codec.mimeType.lower(), dict(codec.parameters))
+        media.append(OfferedMedia(m.kind, tuple(c.mimeType.lower() for c in m.rtp.codecs),
+                                  m.direction, parameters))
+    return media
 
 
 def parse_candidate(line: str) -> RTCIceCandidate:
@@ -322,6 +376,7 @@ def check_compat(*, require_sources: bool = False) -> None:
         (RTCRtpSender.send, "self.__rtp_header_extensions_map.configure(parameters)"),
         (rtcrtpsender.RTCRtpSender._run_rtp, "self.__ntp_timestamp = clock.current_ntp_time()"),
         (RTCRtpReceiver._handle_rtp_packet, "packet = unwrap_rtx(packet"),
+        (RTCRtpReceiver._handle_rtcp_packet, "if isinstance(packet, RtcpSrPacket):"),
         (RTCRtpSender.__init__, "self._ssrc = random32()"),
         (RTCRtpSender.__init__, "self.__rtp_history: dict[int, RtpPacket] = {}"),
         (rtcdtlstransport.RTCDtlsTransport._send_rtp, "data = self._tx_srtp.protect(data)"),

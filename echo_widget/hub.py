@@ -94,6 +94,7 @@ class SessionHub:
         self._close_task: asyncio.Task[None] | None = None
         self._view_check: asyncio.TimerHandle | None = None
         self._consumers: set[AsyncLatestSlot[av.VideoFrame]] = set()
+        self._audio_consumers: set[AsyncLatestSlot[av.AudioFrame]] = set()
         self._transform: Transform | None = None
         self._closed = False
 
@@ -197,7 +198,7 @@ class SessionHub:
         if running_loop() is None:
             raise protocol.ProtocolError(errors.NO_LOOP, sid, "no-loop")
         session = EchoSession(sid, offer.sdp, self._owner.session_config(),
-                              self.book.counters, self)
+                              self.book.counters, self, self.book.audio_counters)
         self._sessions[sid] = session
         self._unfinished.add(session)
         self._latest = session
@@ -273,7 +274,29 @@ class SessionHub:
             if slot.put(own):
                 self.book.counters.frames_skipped += 1
 
+    def audio_decoded(self, session: EchoSession, frame: av.AudioFrame) -> None:
+        if session is not self.current:
+            return
+        for slot in list(self._audio_consumers):
+            slot.put(frame)  # audio frames are not converted in threads: one object will do
+
     # -- the kernel can see -----------------------------------------------------
+
+    def subscribe_audio(self) -> AsyncLatestSlot[av.AudioFrame]:
+        """A new audio consumer: a slot the current session's newest audio frames go to."""
+        slot: AsyncLatestSlot[av.AudioFrame] = AsyncLatestSlot()
+        if self._closed:
+            slot.close()
+            return slot
+        self._audio_consumers.add(slot)
+        self._update_decoding()
+        return slot
+
+    def unsubscribe_audio(self, slot: AsyncLatestSlot[av.AudioFrame]) -> None:
+        """The audio consumer is gone; decoding stops with the last one."""
+        self._audio_consumers.discard(slot)
+        slot.close()
+        self._update_decoding()
 
     def subscribe(self) -> AsyncLatestSlot[av.VideoFrame]:
         """A new frame consumer: a slot the current session's newest frames go to."""
@@ -313,7 +336,8 @@ class SessionHub:
         for session in list(self._sessions.values()):
             session.set_decoding(
                 frames=bool(self._consumers) and session is current,
-                transform=self._current_transform if wants_transform else None)
+                transform=self._current_transform if wants_transform else None,
+                audio=bool(self._audio_consumers) and session is current)
 
     def annotate(self, rtp_timestamp: int | None, shapes: list[dict[str, Any]]) -> bool:
         """Send shapes to the current session's view, stamped with the echo's timestamp of
@@ -396,9 +420,12 @@ class SessionHub:
     async def _aclose(self) -> None:
         self._cancel_view_check()
         self._closed = True
-        for slot in list(self._consumers):
+        for slot in self._consumers:
             slot.close()
+        for audio_slot in self._audio_consumers:
+            audio_slot.close()
         self._consumers.clear()
+        self._audio_consumers.clear()
         await asyncio.gather(*(session.aclose() for session in list(self._unfinished)),
                              *list(self._stopping))
         if self._stats_task is not None:

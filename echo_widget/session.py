@@ -35,15 +35,20 @@ from ._aiortc_compat import (
     OfferedMedia,
     offered_media,
     on_keyframe_request,
+    on_sender_report,
+    opus_preference,
     tap_receiver,
 )
 from .errors import ErrorCode
+from .media.audio import OPUS, AudioDecoder, AudioPackets
 from .media.decoder import DecodedFrame, FrameDecoder, clone_frame
 from .media.forwarder import MediaForwarder
 from .media.frames import VideoFrames
 from .media.transform import ProcessedTrack, Transform, TransformWorker
 from .media.vp8 import VP8
 from .recording import Recorder, RecorderError
+from .recording.recorder import AudioInput
+from .recording.sync import SenderClock
 from .stats import MediaCounters, SessionStats, percentile
 
 logger = logging.getLogger(__name__)
@@ -73,6 +78,9 @@ class SessionListener(Protocol):
     def frame_decoded(self, session: EchoSession, frame: av.VideoFrame) -> None:
         """A decoded camera frame for the frame consumers (on the loop)."""
 
+    def audio_decoded(self, session: EchoSession, frame: av.AudioFrame) -> None:
+        """A decoded microphone frame for the audio consumers (on the loop)."""
+
 
 @dataclass(frozen=True)
 class SessionConfig:
@@ -82,6 +90,8 @@ class SessionConfig:
     relay_only: bool = False
     """Use only TURN relay candidates (``ice_transport_policy="relay"``)."""
     record_to: Path | None = None
+    audio: bool = False
+    """Echo (and record) the microphone when the view offers it."""
     media_timeout: float = 3.5
     """Seconds without video from a connected browser before the session is closed."""
     connect_timeout: float = 30.0
@@ -116,12 +126,20 @@ class EchoSession:
         config: SessionConfig,
         counters: MediaCounters,
         listener: SessionListener,
+        audio_counters: MediaCounters | None = None,
     ) -> None:
         self.id = session_id
         self.state: SessionState = "connecting"
         self.forwarder = MediaForwarder(counters, VP8)
         self.video = VideoFrames(counters, self.forwarder)
         self.forwarder.tap(self.video.add)
+        self.audio: AudioPackets | None = None
+        """The microphone's packets, when the view sent audio and the widget echoes it."""
+        self._audio_counters = audio_counters or MediaCounters()
+        self._audio_channels = 1
+        self.clocks = {"video": SenderClock(90_000), "audio": SenderClock(48_000)}
+        """The browser's clock for each track, from its sender reports."""
+        self._audio_decoder: AudioDecoder | None = None
         self.processed: ProcessedTrack | None = None
         """The processed video's track, when the view offered a second video m-line."""
         self._decoder: FrameDecoder | None = None
@@ -183,6 +201,7 @@ class EchoSession:
         """This session's own figures."""
         width, height = self.video.frame_size
         recorder = self.recorder
+        audio_level = self.audio.level.dbfs(time.monotonic()) if self.audio else None
         decoded, skipped = self._decoded_before, self._skipped_before
         if self._decoder is not None:
             decoded += self._decoder.decoded
@@ -204,7 +223,8 @@ class EchoSession:
             recording_bytes=recorder.size if recorder is not None else 0,
             recording_seconds=recorder.duration if recorder is not None else 0.0,
             frames_decoded=decoded, frames_skipped=skipped, transform_ms=transform_ms,
-            processed_fps=processed_fps, processed_age_ms=age_ms)
+            processed_fps=processed_fps, processed_age_ms=age_ms, audio_level=audio_level,
+            av_offset_ms=recorder.av_offset_ms if recorder is not None else None)
 
     # -- the kernel can see -------------------------------------------------
 
@@ -213,13 +233,14 @@ class EchoSession:
         """Whether a decoder runs for this session."""
         return self._decoder is not None
 
-    def set_decoding(self, *, frames: bool, transform: Callable[[], Transform | None] | None
-                     ) -> None:
-        """Decode for the frame consumers (``frames``) and/or run ``transform``; stop what
-        is no longer wanted. Returns at once: workers that stop are joined in the background
-        (and at teardown)."""
+    def set_decoding(self, *, frames: bool, transform: Callable[[], Transform | None] | None,
+                     audio: bool = False) -> None:
+        """Decode for the frame consumers (``frames``), the audio consumers (``audio``) and/or
+        run ``transform``; stop what is no longer wanted. Returns at once: workers that stop
+        are joined in the background (and at teardown)."""
         if not self.live:
-            frames, transform = False, None
+            frames, transform, audio = False, None, False
+        self._set_audio_decoding(audio)
         if transform is None or self.processed is None:
             transform = None
         self._deliver_frames = frames
@@ -239,6 +260,31 @@ class EchoSession:
             decoder, self._decoder = self._decoder, None
             self.video.detach(decoder)
             self._stop_worker(self._retire_decoder(decoder))
+
+    def _set_audio_decoding(self, wanted: bool) -> None:
+        packets = self.audio
+        if wanted and packets is not None and self._audio_decoder is None:
+            self._audio_decoder = AudioDecoder(self._on_audio_decoded, self._audio_channels)
+            packets.attach(self._audio_decoder)
+        elif not wanted and self._audio_decoder is not None:
+            decoder, self._audio_decoder = self._audio_decoder, None
+            if packets is not None:
+                packets.detach(decoder)
+            self._stop_worker(decoder.aclose())
+
+    @property
+    def decoding_audio(self) -> bool:
+        """Whether an audio decoder runs for this session."""
+        return self._audio_decoder is not None
+
+    def _on_audio_decoded(self, frame: av.AudioFrame) -> None:
+        """In the audio decoder's thread: to the consumers, on the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            self._loop.call_soon_threadsafe(self._deliver_audio, frame)
+
+    def _deliver_audio(self, frame: av.AudioFrame) -> None:
+        if self._audio_decoder is not None:
+            self._listener.audio_decoded(self, frame)
 
     async def _retire_decoder(self, decoder: FrameDecoder) -> None:
         await decoder.aclose()
@@ -289,8 +335,13 @@ class EchoSession:
         if self.recorder is not None:
             raise RecorderError(f"Already recording to {self.recorder.path}; "
                                 "call stop_recording() first.")
-        recorder = Recorder.open(path, self._counters, on_error=self._recording_error)
+        audio = None if self.audio is None else AudioInput(
+            self._audio_channels, self.clocks["video"], self.clocks["audio"])
+        recorder = Recorder.open(path, self._counters, on_error=self._recording_error,
+                                 audio=audio)
         self.video.attach(recorder)
+        if self.audio is not None:
+            self.audio.attach(recorder)
         return recorder.path
 
     def _recording_error(self, message: str) -> None:
@@ -302,6 +353,8 @@ class EchoSession:
         if recorder is None:
             return None
         self.video.detach(recorder)
+        if self.audio is not None:
+            self.audio.detach(recorder)
         task = asyncio.ensure_future(self._finalize(recorder))
         self._finalizing.add(task)
         task.add_done_callback(self._finalizing.discard)
@@ -368,13 +421,20 @@ class EchoSession:
         offered_video = [m for m in offered if m.kind == "video"]
         echo = video[0]
         processed = video[1] if len(video) > 1 and _can_receive(offered_video[1]) else None
+        audio = None
+        offered_audio = [m for m in offered if m.kind == "audio"]
+        if self._config.audio and offered_audio and _can_echo_audio(offered_audio[0]):
+            audio = next(t for t in pc.getTransceivers() if t.kind == "audio")
         for transceiver in pc.getTransceivers():
-            if transceiver not in (echo, processed):
+            if transceiver not in (echo, processed, audio):
                 transceiver.direction = "inactive"  # nothing else is echoed or sent
         vp8 = [codec for codec in RTCRtpSender.getCapabilities("video").codecs
                if codec.mimeType.lower() in ("video/vp8", "video/rtx")]
         echo.setCodecPreferences(vp8)
         tap_receiver(echo.receiver, self.forwarder, self.forwarder.forward)
+        on_sender_report(echo.receiver, self._video_sender_report)
+        if audio is not None:
+            self._echo_audio(audio, offered_audio[0])
         self._open_recorder()
         output = EchoRtpSender(echo.sender)
         pc.addTrack(output.track)
@@ -393,6 +453,34 @@ class EchoSession:
                                          self.id, "bad-offer") from exc
         self._listener.send(protocol.answer(self.id, pc.localDescription.sdp))
         self._watchdog = asyncio.ensure_future(self._watch_media())
+
+    def _echo_audio(self, transceiver: Any, offered: OfferedMedia) -> None:
+        """Echo the microphone as the camera: Opus packets re-stamped, never decoded."""
+        fmtp = offered.parameters.get("audio/opus", {})
+        # the answer asks for in-band FEC (as the browser offered) and says what it sends
+        wanted: dict[str, Any] = {k: fmtp[k] for k in ("minptime", "useinbandfec", "stereo")
+                                  if k in fmtp}
+        if "stereo" in fmtp:
+            wanted["sprop-stereo"] = fmtp["stereo"]
+        transceiver.setCodecPreferences([opus_preference(wanted)])
+        self._audio_channels = 2 if str(fmtp.get("sprop-stereo", "0")) == "1" else 1
+        forwarder = MediaForwarder(self._audio_counters, OPUS)
+        self.audio = AudioPackets(forwarder)
+        tap_receiver(transceiver.receiver, self.audio, forwarder.forward)
+        on_sender_report(transceiver.receiver, self._audio_sender_report)
+        output = EchoRtpSender(transceiver.sender, "audio")
+        transceiver.sender.replaceTrack(output.track)
+        transceiver.direction = "sendrecv"
+        forwarder.start_echo(output)
+
+    def _video_sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
+        self.clocks["video"].update(ntp, rtp_timestamp)
+        self.forwarder.sender_report(ssrc, ntp, rtp_timestamp)
+
+    def _audio_sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
+        self.clocks["audio"].update(ntp, rtp_timestamp)
+        if self.audio is not None:
+            self.audio.forwarder.sender_report(ssrc, ntp, rtp_timestamp)
 
     async def _serve(self) -> None:
         assert self._pc is not None
@@ -470,6 +558,8 @@ class EchoSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         self.forwarder.stop()
+        if self.audio is not None:
+            self.audio.forwarder.stop()
         self.set_decoding(frames=False, transform=None)
         if self.processed is not None:
             self.processed.stop()
@@ -511,6 +601,11 @@ class EchoSession:
 def _can_receive(media: OfferedMedia) -> bool:
     """Whether the view can receive processed video on this m-line (VP8, recvonly/sendrecv)."""
     return "video/vp8" in media.codecs and media.direction in ("recvonly", "sendrecv")
+
+
+def _can_echo_audio(media: OfferedMedia) -> bool:
+    """Whether the view sends and receives Opus on this m-line."""
+    return "audio/opus" in media.codecs and media.direction == "sendrecv"
 
 
 def _check_offer(sdp: str, session: str) -> list[OfferedMedia]:

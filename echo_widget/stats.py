@@ -71,6 +71,10 @@ class SessionStats:
     processed_fps: float = 0.0
     processed_age_ms: float | None = None
     """How old the newest processed frame's source was when its encoding finished."""
+    audio_level: float | None = None
+    """The microphone's level over the last second (dBFS), from the browser's packet headers."""
+    av_offset_ms: float | None = None
+    """How far the recording's audio sits from where the browser's clocks put it."""
 
 
 class Stats(TypedDict):
@@ -103,6 +107,11 @@ class Stats(TypedDict):
     recording: bool
     recording_bytes: int
     recording_seconds: float
+    audio_packets_received: int
+    audio_packets_forwarded: int
+    audio_bytes_received: int
+    audio_level: float | None
+    av_offset_ms: float | None
 
 
 class StatsBook:
@@ -110,6 +119,8 @@ class StatsBook:
 
     def __init__(self, *, history_length: int = HISTORY_LENGTH) -> None:
         self.counters = MediaCounters()
+        self.audio_counters = MediaCounters()
+        """The microphone's packets (only the packet and byte counts apply)."""
         self.packets_lost_ended = 0
         """Packets lost by sessions that have ended."""
         self.decoded_ended = 0
@@ -158,6 +169,12 @@ class StatsBook:
             recording_bytes=sum(s.recording_bytes for s in recording),
             recording_seconds=round(max((s.recording_seconds for s in recording),
                                         default=0.0), 1),
+            audio_packets_received=self.audio_counters.packets_received,
+            audio_packets_forwarded=self.audio_counters.packets_forwarded,
+            audio_bytes_received=self.audio_counters.bytes_received,
+            audio_level=latest.audio_level if latest is not None else None,
+            av_offset_ms=next((s.av_offset_ms for s in recording
+                               if s.av_offset_ms is not None), None),
         )
 
     def sample(self, now: float, live: Sequence[SessionStats],

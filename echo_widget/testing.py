@@ -2,8 +2,10 @@
 
 :func:`make_clip` makes a VP8 test clip with ffmpeg at run time; :class:`PacedTrack` sends a
 pre-encoded clip from an aiortc peer at 30 fps without encoding it (``MediaPlayer(decode=False)``),
-so a test client costs almost no CPU. Used by ``tests/`` and ``benchmarks/``; not needed to
-use the widget.
+so a test client costs almost no CPU. :func:`make_av_clip` makes a VP8 + Opus clip whose
+frames flash white while a tone plays, and :class:`AvClip` sends its two tracks, each packet
+at its time on one shared clock. Used by ``tests/`` and ``benchmarks/``; not needed to use
+the widget.
 """
 
 from __future__ import annotations
@@ -34,6 +36,101 @@ def make_clip(path: Path, *, size: str = "640x360", seconds: float = 4, gop: int
         check=True,
     )
     return path
+
+
+OPUS_LOOKAHEAD = 312 / 48_000
+
+
+def make_av_clip(path: Path, *, seconds: float = 6, size: str = "320x240",
+                 every: float = 1.0, burst: float = 0.1) -> Path:
+    """A VP8 + Opus clip at ``path``: black frames and silence, with a white frame and the
+    start of a 1 kHz tone burst (``burst`` seconds) at the same instants, every ``every`` s."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg is needed to make test clips (apt install ffmpeg)")
+    flash = f"drawbox=color=white:t=fill:enable='lt(mod(t\\,{every})\\,1/30)'"
+    tone = f"aevalsrc='if(lt(mod(t\\,{every})\\,{burst})\\,0.5*sin(2*PI*1000*t)\\,0)':s=48000"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=black:s={size}:r=30",
+         "-f", "lavfi", "-i", tone, "-vf", flash, "-t", str(seconds),
+         "-c:v", "libvpx", "-b:v", "300k", "-deadline", "realtime", "-cpu-used", "8",
+         "-g", "30", "-c:a", "libopus", "-b:a", "48k", "-application", "lowdelay",
+         "-frame_duration", "20", str(path)],
+        check=True,
+    )
+    return path
+
+
+class AvClip:
+    """A pre-encoded VP8 + Opus clip as two tracks, each packet sent at its time.
+
+    Both tracks pace by one clock started at the first packet either sends, so the sender
+    reports of the two pair the same instant with each track's timestamp, as a browser's do.
+    With ``loop=True`` the clip goes on, its timestamps increasing. ``skip_audio`` is called
+    with each audio packet's index; True leaves it out (a gap, as after a loss).
+    """
+
+    def __init__(self, clip: Path, *, loop: bool = False,
+                 skip_audio: Callable[[int], bool] | None = None) -> None:
+        with av.open(str(clip)) as container:
+            video_stream, audio_stream = container.streams.video[0], container.streams.audio[0]
+            self.packets: dict[str, list[tuple[float, bytes]]] = {"video": [], "audio": []}
+            for packet in container.demux(video_stream, audio_stream):
+                if packet.size and packet.pts is not None and packet.time_base is not None:
+                    self.packets[packet.stream.type].append(
+                        (float(packet.pts * packet.time_base), bytes(packet)))
+        # WebM keeps milliseconds: the audio's own clock is its sample count. A browser stamps
+        # an Opus packet with the time of its first input sample, which comes out of the
+        # decoder 6.5 ms later (libopus' look-ahead); ffmpeg stamps the first output sample.
+        audio = self.packets["audio"]
+        first = audio[0][0] + OPUS_LOOKAHEAD if audio else 0.0
+        self.packets["audio"] = [(first + i * 0.020, data) for i, (_, data) in enumerate(audio)]
+        self.duration = max(t for t, _ in self.packets["video"]) + 1 / 30
+        self.loop = loop
+        self.skip_audio = skip_audio
+        self.start: float | None = None
+        self.video = _ClipTrack(self, "video", 90_000)
+        self.audio = _ClipTrack(self, "audio", 48_000)
+        self.sent: dict[str, list[tuple[int, bytes]]] = {"video": [], "audio": []}
+        """(pts in the track's clock, data) of each packet sent."""
+
+    def stop(self) -> None:
+        self.video.stop()
+        self.audio.stop()
+
+
+class _ClipTrack(MediaStreamTrack):
+    def __init__(self, clip: AvClip, kind: str, clock_rate: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self._clip = clip
+        self._clock_rate = clock_rate
+        self._index = 0
+
+    async def recv(self) -> Any:
+        clip = self._clip
+        packets = clip.packets[self.kind]
+        while True:
+            passes, at = divmod(self._index, len(packets))
+            if (passes and not clip.loop) or self.readyState != "live":
+                raise MediaStreamError
+            index = self._index
+            self._index += 1
+            seconds, data = packets[at]
+            seconds += passes * clip.duration
+            if not (self.kind == "audio" and clip.skip_audio and clip.skip_audio(index)):
+                break
+        loop = asyncio.get_running_loop()
+        if clip.start is None:
+            clip.start = loop.time()
+        due = clip.start + seconds
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        packet = av.Packet(data)
+        packet.pts = round(seconds * self._clock_rate)
+        packet.time_base = Fraction(1, self._clock_rate)
+        clip.sent[self.kind].append((packet.pts, data))
+        return packet
 
 
 class PacedTrack(MediaStreamTrack):

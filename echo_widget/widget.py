@@ -54,7 +54,7 @@ class _Owner:
         w = self._widget
         return SessionConfig(ice_servers=config.to_rtc_ice_servers(w.ice_servers),
                              record_to=w.record_to, relay_only=w.ice_transport_policy == "relay",
-                             connect_timeout=w.connect_timeout)
+                             connect_timeout=w.connect_timeout, audio=w.audio)
 
     def show_status(self, status: str) -> None:
         self._widget.status = status
@@ -106,6 +106,10 @@ class EchoWidget(anywidget.AnyWidget):
         help="Camera constraints for getUserMedia: width, height, frameRate, deviceId, "
         "facingMode. Changing it (here or with the view's pickers) switches every view's camera."
     ).tag(sync=True)
+    audio = traitlets.Bool(
+        False, help="Echo and record the microphone too (from the next session on). The "
+        "echoed audio plays muted until the view's Listen control is used."
+    ).tag(sync=True)
     _processing = traitlets.Bool(
         False, help="Whether a transform is set: the view shows the processed video."
     ).tag(sync=True)
@@ -122,13 +126,16 @@ class EchoWidget(anywidget.AnyWidget):
         ice_transport_policy: str | None = None,
         video: dict[str, Any] | None = None,
         connect_timeout: float = 30.0,
+        audio: bool = False,
         **kwargs: Any,
     ) -> None:
         """See the class docstring.
 
         ``max_sessions`` caps live sessions (views) at once; ``video`` sets the
         camera constraints (e.g. ``{"width": 1280, "height": 720, "frameRate": 30}``);
-        ``connect_timeout`` is how long a view may take to connect before it fails.
+        ``connect_timeout`` is how long a view may take to connect before it fails;
+        ``audio=True`` echoes and records the microphone as well (takes effect at the next
+        session when changed later).
         """
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be positive")
@@ -140,7 +147,7 @@ class EchoWidget(anywidget.AnyWidget):
         self.hub = SessionHub(_Owner(self), max_sessions=max_sessions)
         """The sessions of this widget (see :class:`~echo_widget.hub.SessionHub`)."""
         super().__init__(ice_servers=servers, ice_transport_policy=policy, video=camera,
-                         **kwargs)
+                         audio=bool(audio), **kwargs)
         config.check_relay_policy(self.ice_transport_policy, self.ice_servers)
         self.record_to = record_to
         self.connect_timeout = connect_timeout
@@ -262,6 +269,21 @@ class EchoWidget(anywidget.AnyWidget):
                 yield frame
         finally:
             self.hub.unsubscribe(slot)
+
+    async def audio_frames(self) -> AsyncIterator[av.AudioFrame]:
+        """Decoded microphone audio of the latest session (``audio=True``), newest first.
+
+        Each ``av.AudioFrame`` is 48 kHz, decoded from one Opus packet; ``pts`` is the
+        browser's RTP timestamp (``time_base`` 1/48000). Opus is decoded in a thread only while
+        a loop iterates; a loop slower than the packets skips frames, never falls behind.
+        Ends when the widget closes.
+        """
+        slot = self.hub.subscribe_audio()
+        try:
+            while (frame := await slot.get()) is not None:
+                yield frame
+        finally:
+            self.hub.unsubscribe_audio(slot)
 
     @property
     def transform(self) -> Transform | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import subprocess
 from collections import deque
@@ -12,13 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from echo_widget import EchoWidget
 from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
 from echo_widget.media.vp8 import EncodedFrame, FrameAssembler, is_keyframe
-from echo_widget.testing import PacedTrack, make_clip
+from echo_widget.testing import AvClip, PacedTrack, make_av_clip, make_clip
 
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
@@ -27,6 +34,12 @@ FFPROBE = shutil.which("ffprobe")
 @pytest.fixture(scope="session")
 def vp8_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "clip.webm")
+
+
+@pytest.fixture(scope="session")
+def av_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """VP8 + Opus, 6 s: a white frame and a tone burst's onset together, once a second."""
+    return make_av_clip(tmp_path_factory.mktemp("clips") / "av.webm")
 
 
 @pytest.fixture
@@ -138,11 +151,14 @@ class EchoClient:
     """
 
     def __init__(self, signaling: Signaling, clip: Path, session: str, *,
-                 loop: bool = False, processed: bool = False, keep: int | None = None) -> None:
+                 loop: bool = False, processed: bool = False, keep: int | None = None,
+                 audio: bool = False, audio_loss: float = 0.0) -> None:
         self.signaling = signaling
         self.session = session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.track = PacedTrack(clip, loop=loop)
+        self.av: AvClip | None = AvClip(clip, loop=loop) if audio else None
+        self.track: PacedTrack | MediaStreamTrack = (
+            self.av.video if self.av is not None else PacedTrack(clip, loop=loop))
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.transceiver.setCodecPreferences([
             c for c in RTCRtpSender.getCapabilities("video").codecs
@@ -173,6 +189,19 @@ class EchoClient:
                 c for c in RTCRtpSender.getCapabilities("video").codecs
                 if c.mimeType.lower() in ("video/vp8", "video/rtx")])
             tap_receiver(second.receiver, _Collect(self._on_processed_frame))
+        self.echo_audio: list[RtpPacket] = []
+        """Echoed audio packets, as they came."""
+        self.audio_sent: list[tuple[int, bytes]] = []
+        """(RTP timestamp, payload) of each audio packet that left this client (not lost)."""
+        self.audio_lost = 0
+        if self.av is not None:
+            self.audio_transceiver = self.pc.addTransceiver(self.av.audio, direction="sendrecv")
+            self.audio_transceiver.setCodecPreferences([
+                c for c in RTCRtpSender.getCapabilities("audio").codecs
+                if c.mimeType.lower() == "audio/opus"])
+            tap_receiver(self.audio_transceiver.receiver, _KeepPackets(self.echo_audio))
+            self._loss = random.Random(7)
+            self._audio_loss = audio_loss
         on_keyframe_request(self.transceiver.sender, self._on_keyframe_request)
         receiver, sender = self.transceiver.receiver, self.transceiver.sender
         for peer in (receiver, sender):
@@ -215,12 +244,31 @@ class EchoClient:
     def _on_keyframe_request(self) -> None:
         self.keyframe_requests.append(asyncio.get_running_loop().time())
 
+    def _watch_audio_sent(self) -> None:
+        """Note each audio packet as it leaves (plain RTP, below SRTP); drop some if asked."""
+        transport = self.audio_transceiver.sender.transport
+        send = transport._send_rtp
+        audio_ssrc = self.audio_transceiver.sender._ssrc
+
+        async def send_rtp(data: bytes) -> None:
+            if int.from_bytes(data[8:12], "big") == audio_ssrc:
+                if self._loss.random() < self._audio_loss:
+                    self.audio_lost += 1
+                    return
+                packet = RtpPacket.parse(data)
+                self.audio_sent.append((packet.timestamp, packet.payload))
+            await send(data)
+
+        transport._send_rtp = send_rtp  # type: ignore[method-assign]
+
     async def connect(self, timeout: float = 10) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.signaling.deliver({"type": "offer", "session": self.session,
                                 "sdp": self.pc.localDescription.sdp})
         answer = await self.signaling.wait_for("answer", self.session)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        if self.av is not None:  # the bundled transport is known now; nothing is sent yet
+            self._watch_audio_sent()
         await wait_until(lambda: self.pc.connectionState == "connected", timeout,
                          "the client peer did not connect")
 
@@ -228,7 +276,21 @@ class EchoClient:
         if bye:
             self.signaling.deliver({"type": "bye", "session": self.session})
         await self.pc.close()
-        self.track.stop()
+        if self.av is not None:
+            self.av.stop()
+        else:
+            self.track.stop()
+
+
+class _KeepPackets:
+    """A packet sink that keeps every packet (and never asks for keyframes)."""
+
+    def __init__(self, packets: list[RtpPacket]) -> None:
+        self.packets = packets
+
+    def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
+        self.packets.append(packet)
+        return False
 
 
 class _Collect:

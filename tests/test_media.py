@@ -22,9 +22,17 @@ class Output:
     ready: bool = True
     sent: list[tuple[bytes, bool, int, int, int | None]] = field(default_factory=list)
 
+    frame_ends: list[bool] = field(default_factory=list)
+    reports: list[tuple[int, int]] = field(default_factory=list)
+
     async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
-                       timestamp: int, abs_send_time: int | None = None) -> None:
+                       timestamp: int, abs_send_time: int | None = None, *,
+                       frame_end: bool | None = None) -> None:
         self.sent.append((payload, marker, sequence_number, timestamp, abs_send_time))
+        self.frame_ends.append(marker if frame_end is None else frame_end)
+
+    def translate_sender_report(self, ntp: int, timestamp: int) -> None:
+        self.reports.append((ntp, timestamp))
 
 
 def packet(seq: int, ts: int, payload: bytes, *, marker: bool = False, ssrc: int = 1,

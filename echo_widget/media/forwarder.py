@@ -51,8 +51,13 @@ class EchoOutput(Protocol):
         """Whether packets can be sent yet."""
 
     async def send_rtp(self, payload: bytes, marker: bool, sequence_number: int,
-                       timestamp: int, abs_send_time: int | None = None) -> None:
-        """Send one RTP packet of the echo (``abs_send_time``: the browser's, if it sent one)."""
+                       timestamp: int, abs_send_time: int | None = None, *,
+                       frame_end: bool | None = None) -> None:
+        """Send one RTP packet of the echo (``abs_send_time``: the browser's, if it sent one;
+        ``frame_end``: the packet ends a frame, default ``marker``)."""
+
+    def translate_sender_report(self, ntp: int, timestamp: int) -> None:
+        """Pair the echo's ``timestamp`` with the browser's ``ntp`` in its sender reports."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class MediaForwarder:
         self._min_pli_interval = min_pli_interval
         self._last_pli_at = -min_pli_interval
         self._keyframe_wanted = False
+        self._every_packet_ends_frame = track.kind == "audio"
 
     def tap(self, hook: PacketHook) -> None:
         """Hand each packet to ``hook`` too, before it is echoed (the frame side branch)."""
@@ -110,6 +116,13 @@ class MediaForwarder:
     def echo_timestamp(self, rtp_timestamp: int) -> int | None:
         """The echo's RTP timestamp for the browser's, or None before the echo started."""
         return self._munger.echo_timestamp(rtp_timestamp)
+
+    def sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
+        """The browser's sender report for its stream: passed on in the echo's, re-stamped."""
+        echo = self._echo
+        timestamp = self._munger.echo_timestamp(rtp_timestamp)
+        if echo is not None and timestamp is not None and ssrc == self._munger.ssrc:
+            echo.translate_sender_report(ntp, timestamp)
 
     def request_keyframe(self) -> None:
         """Ask the browser for a keyframe with the next outgoing PLI (rate-limited)."""
@@ -157,7 +170,8 @@ class MediaForwarder:
             return
         marker = bool(packet.marker)
         await echo.send_rtp(packet.payload, marker, numbers[0], numbers[1],
-                            packet.extensions.abs_send_time)
+                            packet.extensions.abs_send_time,
+                            frame_end=marker or self._every_packet_ends_frame)
         counters = self.counters
         counters.packets_forwarded += 1
         if marker:

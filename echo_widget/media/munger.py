@@ -51,6 +51,11 @@ class RtpMunger:
         """1 at each incoming sequence number echoed in the last half cycle."""
         self._highest = 0
 
+    @property
+    def ssrc(self) -> int | None:
+        """The incoming stream being echoed (the latest seen)."""
+        return self._ssrc
+
     def waiting(self, ssrc: int) -> bool:
         """Whether the echo of ``ssrc`` has yet to start (a new SSRC restarts it)."""
         if ssrc != self._ssrc:

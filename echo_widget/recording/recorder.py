@@ -4,6 +4,11 @@ The recorder writes an IVF stream (:mod:`.ivf`) to ffmpeg's stdin, so a slow ffm
 dropped recorder frames, never a stalled echo. ffmpeg runs ``-f ivf -i pipe:0 -c copy FILE``
 and chooses the container from the file's extension (WebM by default).
 
+With audio, the same ffmpeg also reads an Ogg Opus stream (:mod:`.ogg`) from a second pipe,
+and copies both into the one file. Where each audio packet goes on the video's timeline is
+:class:`~.sync.AudioPlacement`'s business (the browser's sender reports); ``-copyts`` keeps
+the timestamps written, so the two tracks line up as placed.
+
 ffmpeg is started in its own session, so that when the kernel dies its pipe
 closes and ffmpeg still finalizes the file instead of being killed with it.
 """
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +29,30 @@ from echo_widget.stats import MediaCounters
 
 from .files import find_ffmpeg, reserve_path
 from .ivf import ivf_file_header, ivf_frame_header
+from .ogg import OggOpusWriter
+from .sync import AudioPlacement, Page, SenderClock
 
 logger = logging.getLogger(__name__)
 
 _FFMPEG_EXIT_TIMEOUT = 10.0
+_MAX_AUDIO_BACKLOG = 500
+"""Ogg pages kept while ffmpeg starts (10 s of 20 ms packets)."""
+_MAX_AUDIO_BUFFER = 1 << 20
+
+
+class AudioInput:
+    """The audio of a recording: its channels and the two sender clocks that place it."""
+
+    def __init__(self, channels: int, video_clock: SenderClock, audio_clock: SenderClock
+                 ) -> None:
+        self.writer = OggOpusWriter(channels)
+        self.placement = AudioPlacement(video_clock, audio_clock)
+        self.backlog: deque[bytes] = deque()
+        """Pages written before ffmpeg's audio pipe is open."""
+        self.transport: asyncio.WriteTransport | None = None
+        self.pages_dropped = 0
+        self.packets = 0
+        """Opus packets from the browser written (silence not counted)."""
 
 
 class Recorder:
@@ -48,8 +75,11 @@ class Recorder:
         on_error: Callable[[str], None],
         max_queue: int = 120,
         max_buffer: int = 8 << 20,
+        audio: AudioInput | None = None,
     ) -> None:
         self.path = path
+        self.audio = audio
+        """The audio track, when the recording has one."""
         self._executable = executable
         self._counters = counters
         self._on_error = on_error
@@ -67,6 +97,9 @@ class Recorder:
         self._closed = False
         self._reported = False
         self._writer: asyncio.Task[None] = asyncio.ensure_future(self._run())
+        if audio is not None:
+            audio.backlog.append(audio.writer.headers())
+            self._write_pages(audio.placement.prime())
 
     @classmethod
     def open(
@@ -76,10 +109,12 @@ class Recorder:
         *,
         on_error: Callable[[str], None],
         ffmpeg: str | None = None,
+        audio: AudioInput | None = None,
     ) -> Recorder:
         """Find ffmpeg, reserve the file and start recording; needs a running event loop."""
         executable = ffmpeg or find_ffmpeg()
-        return cls(reserve_path(requested), executable, counters, on_error=on_error)
+        return cls(reserve_path(requested), executable, counters, on_error=on_error,
+                   audio=audio)
 
     @property
     def pid(self) -> int | None:
@@ -109,7 +144,41 @@ class Recorder:
             self.resync()
             return False
         self._last_pts = pts
+        if self.audio is not None:
+            self._write_pages(self.audio.placement.video_frame(
+                frame.rtp_timestamp, pts / VIDEO_CLOCK_RATE, time.monotonic()))
         return True
+
+    def push_audio(self, timestamp: int, payload: bytes) -> None:
+        """Take one Opus packet (RTP timestamp, 48 kHz) without waiting."""
+        audio = self.audio
+        if audio is None or self._failed or self._closed:
+            return
+        pages = audio.placement.audio_packet(timestamp, payload, time.monotonic())
+        if pages:
+            audio.packets += 1
+            self._write_pages(pages)
+
+    @property
+    def av_offset_ms(self) -> float | None:
+        """How far the recorded audio sits from where the browser's clocks put it."""
+        return self.audio.placement.offset_ms if self.audio is not None else None
+
+    def _write_pages(self, pages: list[Page]) -> None:
+        audio = self.audio
+        assert audio is not None
+        for packet, start in pages:
+            page = audio.writer.packet(packet, start)
+            transport = audio.transport
+            if transport is None:
+                if len(audio.backlog) < _MAX_AUDIO_BACKLOG:
+                    audio.backlog.append(page)
+                else:
+                    audio.pages_dropped += 1
+            elif transport.is_closing() or transport.get_write_buffer_size() > _MAX_AUDIO_BUFFER:
+                audio.pages_dropped += 1
+            else:
+                transport.write(page)
 
     @property
     def duration(self) -> float:
@@ -154,13 +223,20 @@ class Recorder:
         first = await self._queue.get()
         if first is None:
             return
+        # The IVF header (and OpusHead) say all there is to know: no probing, so that
+        # output starts with the first frames (and survives a crash).
+        inputs = ["-probesize", "32", "-analyzeduration", "0", "-f", "ivf", "-i", "pipe:0"]
+        audio_read: int | None = None
+        audio_write: int | None = None
+        if self.audio is not None:
+            audio_read, audio_write = os.pipe()
+            inputs += ["-probesize", "32", "-analyzeduration", "0",
+                       "-f", "ogg", "-i", f"pipe:{audio_read}",
+                       "-map", "0:v", "-map", "1:a", "-copyts"]
         try:
             self._process = await asyncio.create_subprocess_exec(
                 self._executable, "-hide_banner", "-nostats", "-loglevel", "error",
-                # The IVF header says all there is to know: no probing, so that
-                # output starts with the first frames (and survives a crash).
-                "-probesize", "32", "-analyzeduration", "0",
-                "-f", "ivf", "-i", "pipe:0", "-c", "copy",
+                *inputs, "-c", "copy",
                 # Write each frame through, in WebM/Matroska clusters of at most 1 s, so
                 # that a killed ffmpeg leaves a file that plays up to its last frames
                 # (without -flush_packets nothing reaches the file for seconds).
@@ -170,13 +246,20 @@ class Recorder:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=() if audio_read is None else (audio_read,),
             )
         except OSError as exc:
+            for fd in (audio_read, audio_write):
+                if fd is not None:
+                    os.close(fd)
             self._failed = True
             self._report(f"Could not start ffmpeg ({self._executable}): {exc.strerror or exc}. "
                          "Install ffmpeg or set ECHO_WIDGET_FFMPEG to a working ffmpeg; the "
                          "echo still works.")
             return
+        if audio_read is not None and audio_write is not None:
+            os.close(audio_read)
+            await self._open_audio_pipe(audio_write)
         self._watcher = asyncio.ensure_future(self._watch_process())
         stdin = self._process.stdin
         assert stdin is not None
@@ -197,6 +280,26 @@ class Recorder:
         finally:
             with contextlib.suppress(OSError):
                 stdin.close()
+            self._close_audio()
+
+    async def _open_audio_pipe(self, fd: int) -> None:
+        """ffmpeg's audio input as a non-blocking transport; the backlog goes first."""
+        audio = self.audio
+        assert audio is not None
+        os.set_blocking(fd, False)
+        pipe = os.fdopen(fd, "wb", buffering=0)
+        transport, _ = await asyncio.get_running_loop().connect_write_pipe(
+            asyncio.BaseProtocol, pipe)
+        while audio.backlog:
+            transport.write(audio.backlog.popleft())
+        audio.transport = transport
+        if self._closed:
+            transport.close()
+
+    def _close_audio(self) -> None:
+        """End ffmpeg's audio input (what is buffered still goes): it finishes on both ends."""
+        if self.audio is not None and self.audio.transport is not None:
+            self.audio.transport.close()
 
     async def _watch_process(self) -> None:
         """Keep ffmpeg's last error lines; report it if it exits before we close it."""
@@ -229,6 +332,7 @@ class Recorder:
         if self._closed:
             return None
         self._closed = True
+        self._close_audio()
         writer = self._writer
         if not writer.done():
             if self._queue.full():  # make room for the end marker: drop the newest frame

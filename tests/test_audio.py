@@ -1,0 +1,176 @@
+"""Audio over loopback: an aiortc client sends a VP8 + Opus clip (a white frame and a tone
+burst's onset together, once a second); the echo, the recording's lip sync, audio_frames()."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from aiortc.codecs import opus
+
+from echo_widget import EchoWidget
+
+from .conftest import EchoClient, Signaling, decode_errors, wait_until
+
+pytestmark = pytest.mark.usefixtures("peer_network", "ffmpeg_children")
+
+
+@pytest.fixture
+def opus_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every aiortc Opus decoder or encoder made (the kernel must make none)."""
+    calls: list[str] = []
+    for cls in (opus.OpusDecoder, opus.OpusEncoder):
+        original = cls.__init__
+
+        def spy(self, *args, _name=cls.__name__, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(_name)
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", spy)
+    return calls
+
+
+def flash_times(path: Path) -> list[float]:
+    """Times (s) of the white frames in a recording's video."""
+    times = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.to_ndarray(format="gray").mean() > 128:
+                times.append(float(frame.time))
+    return times
+
+
+def tone_onsets(path: Path) -> list[float]:
+    """Times (s) where a tone starts after at least 0.3 s of quiet, in a recording's audio.
+
+    Each decoded frame is placed by its own timestamp, so the times are where a player
+    plays them."""
+    onsets: list[float] = []
+    quiet_since: float | None = 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        for frame in container.decode(stream):
+            samples = frame.to_ndarray().astype(np.float64)
+            mono = samples.mean(axis=0) if samples.ndim == 2 else samples
+            loud = np.flatnonzero(np.abs(mono) > 0.1)
+            start = float(frame.time)
+            if loud.size == 0:
+                if quiet_since is None:
+                    quiet_since = start + mono.size / frame.sample_rate
+                continue
+            at = start + loud[0] / frame.sample_rate
+            if quiet_since is not None and at - quiet_since >= 0.3:
+                onsets.append(at)
+            quiet_since = None
+            tail = np.flatnonzero(np.abs(mono) > 0.1)[-1]
+            if tail < mono.size - 1:  # quiet again within this frame
+                quiet_since = start + (tail + 1) / frame.sample_rate
+    return onsets
+
+
+def lip_sync(path: Path) -> list[float]:
+    """Each tone onset's distance (ms) to the nearest flash; one per flash after the first."""
+    flashes = flash_times(path)
+    onsets = tone_onsets(path)
+    assert len(flashes) >= 3, f"too few flashes in the recording: {flashes}"
+    assert len(onsets) >= 3, f"too few tone onsets in the recording: {onsets}"
+    return [round((onset - min(flashes, key=lambda f: abs(f - onset))) * 1000, 1)
+            for onset in onsets]
+
+
+def streams(path: Path) -> list[str]:
+    with av.open(str(path)) as container:
+        return [s.codec_context.name for s in container.streams]
+
+
+async def stream_clip(widget: EchoWidget, clip: Path, **options: float) -> EchoClient:
+    client = EchoClient(Signaling(widget), clip, "a", audio=True, **options)  # type: ignore[arg-type]
+    await client.connect()
+    assert client.av is not None
+    await wait_until(lambda: len(client.audio_sent) >= len(client.av.packets["audio"]) * 0.9,
+                     15, "the clip was sent")
+    return client
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.05])
+async def test_audio_is_echoed_byte_identical_and_recorded_in_sync(
+        av_clip: Path, tmp_path: Path, opus_calls: list[str], loss: float) -> None:
+    widget = EchoWidget(ice_servers=[], audio=True, record_to=tmp_path / "av.webm")
+    client = await stream_clip(widget, av_clip, audio_loss=loss)
+    await wait_until(lambda: len(client.echo_audio) >= len(client.audio_sent) - 5, 5,
+                     "the audio came back")
+    stats = widget.hub.snapshot()
+    await client.close()
+    await widget.aclose()
+
+    # the echo: the payloads that left the client, in order, byte for byte, and nothing else
+    echoed = [p.payload for p in client.echo_audio]
+    sent = [payload for _, payload in client.audio_sent]
+    start = sent.index(echoed[0])
+    assert echoed == sent[start:start + len(echoed)]
+    assert start <= 3  # from the first packets on: audio needs no keyframe
+    assert len({p.ssrc for p in client.echo_audio}) == 1
+    steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF
+             for a, b in zip(client.echo_audio, client.echo_audio[1:], strict=False)}
+    assert steps <= {960 * k for k in range(1, 10)}  # shifted by a fixed offset: gaps stay gaps
+    assert opus_calls == ["OpusEncoder"]  # the client's packetizer; the kernel made none
+    if loss:
+        assert client.audio_lost >= 10
+    assert stats["audio_packets_received"] == len(client.audio_sent)
+    assert stats["audio_packets_forwarded"] == len(echoed)
+    assert stats["audio_bytes_received"] == sum(map(len, sent))
+    assert stats["audio_level"] is None  # this client writes no level into its headers
+
+    # the recording: both tracks copied, decoding cleanly, each tone with its flash
+    [path] = widget.recordings
+    assert streams(Path(path)) == ["vp8", "opus"]
+    assert decode_errors(Path(path)) == ""
+    offsets = lip_sync(Path(path))
+    assert len(offsets) >= 4, offsets
+    assert all(abs(offset) <= 20 for offset in offsets), offsets
+    assert stats["av_offset_ms"] is not None
+    assert abs(stats["av_offset_ms"]) <= 20
+
+
+async def test_audio_frames_decode_what_was_sent(av_clip: Path) -> None:
+    widget = EchoWidget(ice_servers=[], audio=True)
+    client = EchoClient(Signaling(widget), av_clip, "a", audio=True, loop=True)
+    await client.connect()
+    session = widget.hub.current
+    assert session is not None
+    assert session.audio is not None
+    await wait_until(lambda: len(client.echo_audio) > 20, 5, "audio echo")
+    assert not session.decoding_audio  # nobody iterates: no decoder
+
+    frames: list[av.AudioFrame] = []
+    async for frame in widget.audio_frames():
+        assert session.decoding_audio
+        frames.append(frame)
+        if len(frames) == 40:
+            break
+    await wait_until(lambda: not session.decoding_audio, 2, "decoding stops with the loop")
+    await client.close()
+    await widget.aclose()
+
+    assert {f.sample_rate for f in frames} == {48_000}
+    assert {f.time_base for f in frames} == {Fraction(1, 48_000)}
+    # a reference decoder started on the same packet gives the same samples
+    sent = dict(client.audio_sent)
+    order = [ts for ts, _ in client.audio_sent]
+    first = order.index(frames[0].pts)
+    reference = av.CodecContext.create("opus", "r")
+    reference.sample_rate = 48_000
+    reference.layout = "mono"
+    expected = {}
+    for ts in order[first:first + 200]:
+        for decoded in reference.decode(av.Packet(sent[ts])):
+            expected[ts] = decoded.to_ndarray()
+    compared = 0
+    for frame in frames:
+        if frame.pts in expected:
+            np.testing.assert_array_equal(frame.to_ndarray(), expected[frame.pts])
+            compared += 1
+    assert compared >= 30  # a few may be skipped (newest wins), most are compared
