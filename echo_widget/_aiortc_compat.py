@@ -32,6 +32,8 @@ needs small hooks instead:
   audio and video in a recording, and the echo's own sender reports carry them on
   (:meth:`EchoRtpSender.translate_sender_report`), so the viewer plays the echoed audio and
   video in sync as the browser captured them.
+* the answer's Opus parameters are set on the transceiver's negotiated codecs
+  (:func:`set_answer_parameters`).
 * SDP and candidate parsing use ``aiortc.sdp``, which is not in aiortc's public API:
   :func:`offered_media` and :func:`parse_candidate`.
 
@@ -57,14 +59,17 @@ from aiortc import (
     MediaStreamError,
     MediaStreamTrack,
     RTCIceCandidate,
+    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCRtpTransceiver,
     clock,
     rtcdtlstransport,
+    rtcpeerconnection,
     rtcrtpreceiver,
     rtcrtpsender,
 )
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpSendParameters
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import (
     RTP_HISTORY_SIZE,
     HeaderExtensions,
@@ -295,14 +300,14 @@ def on_sender_report(receiver: RTCRtpReceiver, callback: SenderReportHook) -> No
     receiver._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
 
-def opus_preference(parameters: dict[str, Any]) -> RTCRtpCodecCapability:
-    """aiortc's Opus capability with these fmtp parameters, for ``setCodecPreferences``:
-    aiortc answers with its own codecs' parameters, so the ones the answer should carry
-    (``useinbandfec``, ``stereo``) are set here."""
-    [opus] = [c for c in RTCRtpSender.getCapabilities("audio").codecs
-              if c.mimeType.lower() == "audio/opus"]
-    return RTCRtpCodecCapability(mimeType=opus.mimeType, clockRate=opus.clockRate,
-                                 channels=opus.channels, parameters=dict(parameters))
+def set_answer_parameters(transceiver: RTCRtpTransceiver, mime_type: str,
+                          parameters: dict[str, Any]) -> None:
+    """Add fmtp ``parameters`` to a codec of the answer aiortc will make for ``transceiver``
+    (after ``setRemoteDescription``): aiortc answers with its own codecs' parameters (none
+    for Opus), so what the answer should say (``useinbandfec``, ``stereo``) is added here."""
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() == mime_type:
+            codec.parameters.update(parameters)
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -377,6 +382,9 @@ def check_compat(*, require_sources: bool = False) -> None:
         (rtcrtpsender.RTCRtpSender._run_rtp, "self.__ntp_timestamp = clock.current_ntp_time()"),
         (RTCRtpReceiver._handle_rtp_packet, "packet = unwrap_rtx(packet"),
         (RTCRtpReceiver._handle_rtcp_packet, "if isinstance(packet, RtcpSrPacket):"),
+        (RTCPeerConnection.setRemoteDescription, "transceiver._codecs = common"),
+        (rtcpeerconnection.create_media_description_for_transceiver,
+         "codecs=transceiver._codecs,"),
         (RTCRtpSender.__init__, "self._ssrc = random32()"),
         (RTCRtpSender.__init__, "self.__rtp_history: dict[int, RtpPacket] = {}"),
         (rtcdtlstransport.RTCDtlsTransport._send_rtp, "data = self._tx_srtp.protect(data)"),

@@ -36,7 +36,7 @@ from ._aiortc_compat import (
     offered_media,
     on_keyframe_request,
     on_sender_report,
-    opus_preference,
+    set_answer_parameters,
     tap_receiver,
 )
 from .errors import ErrorCode
@@ -457,12 +457,11 @@ class EchoSession:
     def _echo_audio(self, transceiver: Any, offered: OfferedMedia) -> None:
         """Echo the microphone as the camera: Opus packets re-stamped, never decoded."""
         fmtp = offered.parameters.get("audio/opus", {})
-        # the answer asks for in-band FEC (as the browser offered) and says what it sends
-        wanted: dict[str, Any] = {k: fmtp[k] for k in ("minptime", "useinbandfec", "stereo")
-                                  if k in fmtp}
-        if "stereo" in fmtp:
-            wanted["sprop-stereo"] = fmtp["stereo"]
-        transceiver.setCodecPreferences([opus_preference(wanted)])
+        # the answer mirrors the offer: in-band FEC asked for, stereo as offered, and the
+        # echo sends what the browser sends (sprop-stereo)
+        wanted: dict[str, Any] = {k: fmtp[k] for k in (
+            "minptime", "useinbandfec", "stereo", "sprop-stereo") if k in fmtp}
+        set_answer_parameters(transceiver, "audio/opus", wanted)
         self._audio_channels = 2 if str(fmtp.get("sprop-stereo", "0")) == "1" else 1
         forwarder = MediaForwarder(self._audio_counters, OPUS)
         self.audio = AudioPackets(forwarder)

@@ -8,6 +8,7 @@ var ERRORS = (
     "camera-not-found": () => "No camera was found. Connect a camera (or enable it in your system settings), then press Start camera or re-run the cell.",
     "camera-busy": () => "The camera is in use by another application or tab, or could not be started. Close the other user, then press Start camera or re-run the cell.",
     "camera-error": (detail) => `Could not open the camera: ${detail}`,
+    "microphone-unavailable": (detail) => `The microphone could not be used (${detail}), so the echo goes on without sound. Allow microphone access for this page (the icon in the address bar) or connect one, then press Start camera or re-run the cell.`,
     "camera-blocked-vscode": () => "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 in a browser, on http://localhost, http://127.0.0.1 or https://.",
     "insecure-context": (origin) => `The camera is only available on a secure page, and this one is not (${origin}). Open Jupyter over https://, or on http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: ssh -L 8888:localhost:8888 HOST).`,
     // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
@@ -148,6 +149,11 @@ function cameraErrorCode(error2, frontEnd = "browser") {
 var Camera = class {
   /** @type {MediaStream | null} */
   stream = null;
+  /**
+   * Why the microphone that was asked for is not in `stream` (the camera opened alone).
+   * @type {unknown}
+   */
+  microphoneError = null;
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
   /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
@@ -159,24 +165,27 @@ var Camera = class {
     return this.getUserMedia !== null;
   }
   /**
-   * Open the camera.
+   * Open the camera, and the microphone with `audio`: a microphone that is missing or
+   * denied leaves the camera alone in the stream (see `microphoneError`).
    * @param {VideoTrait | undefined} video
+   * @param {boolean} [audio]
    * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
-   * @throws the getUserMedia error
+   * @throws the camera's getUserMedia error
    */
-  open(video) {
-    return this.#acquire(video);
+  open(video, audio = false) {
+    return this.#acquire(video, audio);
   }
   /**
    * Open the camera again with new constraints. The old tracks are stopped first: a
    * camera that is still open would only be rescaled, never reopened at a larger size.
    * @param {VideoTrait | undefined} video
+   * @param {boolean} [audio]
    * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
-   * @throws the getUserMedia error
+   * @throws the camera's getUserMedia error
    */
-  reopen(video) {
+  reopen(video, audio = false) {
     for (const track of this.stream?.getTracks() ?? []) track.stop();
-    return this.#acquire(video);
+    return this.#acquire(video, audio);
   }
   /** Stop the camera; a getUserMedia still under way is stopped when it resolves. */
   stop() {
@@ -186,12 +195,26 @@ var Camera = class {
   }
   /**
    * @param {VideoTrait | undefined} video
+   * @param {boolean} audio
    * @returns {Promise<MediaStream | null>}
    */
-  async #acquire(video) {
-    if (!this.getUserMedia) throw new Error("no camera in this page");
+  async #acquire(video, audio) {
+    const getUserMedia = this.getUserMedia;
+    if (!getUserMedia) throw new Error("no camera in this page");
     const generation = ++this.#generation;
-    const stream = await this.getUserMedia({ video: videoConstraints(video), audio: false });
+    const constraints = videoConstraints(video);
+    this.microphoneError = null;
+    let stream;
+    if (audio) {
+      try {
+        stream = await getUserMedia({ video: constraints, audio: true });
+      } catch (error2) {
+        stream = await getUserMedia({ video: constraints, audio: false });
+        this.microphoneError = error2;
+      }
+    } else {
+      stream = await getUserMedia({ video: constraints, audio: false });
+    }
     if (generation !== this.#generation) {
       for (const track of stream.getTracks()) track.stop();
       return null;
@@ -246,13 +269,17 @@ var Session = class {
     const [track] = stream.getVideoTracks();
     const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
     const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
+    const [microphone] = stream.getAudioTracks?.() ?? [];
+    const audio = microphone ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] }) : null;
     this.sender = camera.sender;
+    this.audioSender = audio?.sender ?? null;
     const codecs = rtc.videoCodecs();
     preferVp8(camera, codecs);
     preferVp8(processed, codecs);
     this.pc.ontrack = (event) => {
       if (event.transceiver === camera) events.onTrack(event.track);
       else if (event.transceiver === processed) events.onProcessedTrack(event.track);
+      else if (audio && event.transceiver === audio) events.onAudioTrack?.(event.track);
     };
     this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
     this.pc.onconnectionstatechange = () => this.#onConnectionState();
@@ -282,6 +309,13 @@ var Session = class {
    */
   async replaceTrack(track) {
     if (!this.#closed) await this.sender.replaceTrack(track);
+  }
+  /**
+   * Send a new microphone track on this connection (when it sends one).
+   * @param {MediaStreamTrack} track
+   */
+  async replaceAudioTrack(track) {
+    if (!this.#closed && this.audioSender) await this.audioSender.replaceTrack(track);
   }
   /** @returns {Promise<{local: string, remote: string} | null>} the selected candidates' kinds */
   async candidateTypes() {
@@ -400,28 +434,45 @@ var EchoController = class {
     this.setError(null);
     let stream;
     try {
-      stream = await this.camera.open(this.model.get("video"));
+      stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error2) {
       this.failCamera(error2);
       return false;
     }
     if (!stream) return false;
     this.view.showLocal(stream);
+    this.reportMicrophone();
     this.view.render();
     return true;
+  }
+  /**
+   * The microphone was asked for and did not open: say so here at once (the video goes on),
+   * and to the kernel once the session is up (a new session clears the kernel's `error`).
+   * @param {boolean} [toKernel]
+   */
+  reportMicrophone(toKernel = false) {
+    const error2 = this.camera.microphoneError;
+    if (!error2) return;
+    const detail = error2 instanceof Error ? `${error2.name}: ${error2.message}` : String(error2);
+    const message = errorMessage("microphone-unavailable", detail);
+    this.setError({ code: "microphone-unavailable", message });
+    if (toKernel && !this.destroyed) {
+      this.model.send(error(this.reportId, message, "microphone-unavailable"));
+    }
   }
   /** Start a new session with the kernel, sending the open camera's video. */
   async connect() {
     const stream = this.camera.stream;
     if (!stream || this.session) return;
     this.setStatus("connecting");
-    this.setError(null);
+    if (this.error?.code !== "microphone-unavailable") this.setError(null);
     const session = new Session({
       model: this.model,
       stream,
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onAudioTrack: (track) => this.view.showEchoAudio?.(track),
         onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
@@ -437,6 +488,7 @@ var EchoController = class {
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showEchoAudio?.(null);
           this.view.showProcessed(null);
           this.view.render();
         }
@@ -451,6 +503,7 @@ var EchoController = class {
   async onConnected(session) {
     if (this.error?.code === "kernel-silent") this.setError(null);
     this.setStatus("connected");
+    this.reportMicrophone(true);
     const types = await session.candidateTypes();
     if (!types || session !== this.session) return;
     this.candidates = `${types.local}/${types.remote}`;
@@ -465,7 +518,7 @@ var EchoController = class {
     if (!this.camera.stream) return;
     let stream;
     try {
-      stream = await this.camera.reopen(this.model.get("video"));
+      stream = await this.camera.reopen(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error2) {
       this.stopCamera();
       this.failCamera(error2);
@@ -475,6 +528,8 @@ var EchoController = class {
     this.view.showLocal(stream);
     const [track] = stream.getVideoTracks();
     await this.session?.replaceTrack(track);
+    const [microphone] = stream.getAudioTracks?.() ?? [];
+    if (microphone) await this.session?.replaceAudioTrack(microphone);
   }
   /**
    * End the session with the kernel, keeping the camera.
@@ -774,6 +829,9 @@ function formatBytes(bytes) {
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KiB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
+function meterValue(dbfs) {
+  return typeof dbfs === "number" && Number.isFinite(dbfs) ? Math.min(1, 10 ** (dbfs / 20)) : 0;
+}
 function formatDuration(seconds) {
   const s = Math.floor(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -786,6 +844,12 @@ function processedRow(stats) {
   const transform = Number.isFinite(p50) && Number.isFinite(p95) ? `${Math.round(Number(p50))}/${Math.round(Number(p95))} ms` : "–";
   const age = Number.isFinite(stats.processed_age_ms) ? `${Math.round(Number(stats.processed_age_ms))} ms` : "–";
   return `${Number(stats.processed_fps ?? 0).toFixed(1)} fps · transform ${transform} · age ${age}`;
+}
+function audioRow(stats) {
+  if (!Number(stats.audio_packets_received ?? 0)) return "off";
+  const level = Number.isFinite(stats.audio_level) ? `${Math.round(Number(stats.audio_level))} dBFS` : "–";
+  const offset = Number.isFinite(stats.av_offset_ms) ? ` · A/V ${Number(stats.av_offset_ms).toFixed(1)} ms` : "";
+  return `${level}${offset}`;
 }
 function statRows(stats, processing) {
   const number = (key) => Number(stats[key] ?? 0);
@@ -805,7 +869,8 @@ function statRows(stats, processing) {
     ],
     ["recording", "recording", recording],
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
-    ["processed", "processed", processing ? processedRow(stats) : "–"]
+    ["processed", "processed", processing ? processedRow(stats) : "–"],
+    ["audio", "audio", audioRow(stats)]
   ];
 }
 function addSample(history, stats) {
@@ -947,6 +1012,24 @@ var EchoView = class {
       resolution.wrapper,
       frameRate.wrapper
     );
+    this.echoAudio = /** @type {HTMLAudioElement} */
+    element("audio", "echo-widget-echo-audio");
+    this.echoAudio.muted = true;
+    this.echoAudio.autoplay = true;
+    const audioControls = element("div", "echo-widget-audio");
+    this.listenButton = button("Listen", "listen");
+    this.listenButton.setAttribute("aria-pressed", "false");
+    this.listenButton.title = "Plays the echoed microphone. Use headphones: on speakers your voice comes back and feeds back.";
+    this.level = /** @type {HTMLMeterElement} */
+    element("meter", "echo-widget-level");
+    this.level.min = 0;
+    this.level.max = 1;
+    this.level.value = 0;
+    this.level.dataset.control = "level";
+    this.level.setAttribute("aria-label", "Echoed audio level");
+    const hint = element("span", "echo-widget-hint", "use headphones");
+    audioControls.append(this.listenButton, this.level, hint, this.echoAudio);
+    controls.append(audioControls);
     this.statusLine = element("div", "echo-widget-status");
     this.statusLine.setAttribute("aria-live", "polite");
     this.errorLine = element("div", "echo-widget-error");
@@ -969,10 +1052,12 @@ var EchoView = class {
     const controller = this.controller;
     this.onVideoChange = this.onVideoChange.bind(this);
     this.onProcessingChange = this.onProcessingChange.bind(this);
+    this.onStatsChange = this.onStatsChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
     model.on("change:_processing", this.onProcessingChange);
+    model.on("change:stats", this.onStatsChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
     this.cameraButton.addEventListener("click", () => {
@@ -984,6 +1069,7 @@ var EchoView = class {
       else void controller.connect();
     });
     this.echoButton.addEventListener("click", () => this.toggleEcho());
+    this.listenButton.addEventListener("click", () => this.toggleListen());
     this.deviceSelect.addEventListener("change", () => {
       this.setVideo({ deviceId: this.deviceSelect.value || void 0 });
     });
@@ -994,6 +1080,7 @@ var EchoView = class {
     this.frameRateSelect.addEventListener("change", () => {
       this.setVideo({ frameRate: Number(this.frameRateSelect.value) });
     });
+    this.root.dataset.audio = "off";
     this.renderPickers();
     this.onProcessingChange();
     this.render();
@@ -1023,6 +1110,30 @@ var EchoView = class {
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+  }
+  /**
+   * The echoed microphone arrived (or went): play it, muted until Listen.
+   * @param {MediaStreamTrack | null} track
+   */
+  showEchoAudio(track) {
+    this.echoAudio.srcObject = track ? new MediaStream([track]) : null;
+    this.root.dataset.audio = track ? "on" : "off";
+    this.level.value = 0;
+  }
+  /**
+   * The meter shows the level of the audio the kernel echoes, as the kernel measures it from
+   * the packets' headers (a browser measures only what it plays, nothing while muted).
+   */
+  onStatsChange() {
+    this.level.value = meterValue(this.model.get("stats")?.audio_level);
+  }
+  /** Unmute or mute the echoed microphone. */
+  toggleListen() {
+    const listening = this.echoAudio.muted;
+    this.echoAudio.muted = !listening;
+    this.listenButton.textContent = listening ? "Mute" : "Listen";
+    this.listenButton.setAttribute("aria-pressed", String(listening));
+    if (listening) void this.echoAudio.play().catch(() => void 0);
   }
   /** @param {MediaStreamTrack | null} track */
   showProcessed(track) {
@@ -1096,6 +1207,7 @@ var EchoView = class {
     this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
+    this.model.off("change:stats", this.onStatsChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

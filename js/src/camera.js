@@ -1,5 +1,8 @@
 // @ts-check
-/** The local camera: constraints from the model's `video` trait, opening and reopening it. */
+/**
+ * The local camera (and microphone, with the model's `audio`): constraints from the model's
+ * `video` trait, opening and reopening it.
+ */
 
 /** @typedef {import("./types.js").VideoTrait} VideoTrait */
 /** @typedef {import("./messages.js").ErrorCode} ErrorCode */
@@ -61,6 +64,11 @@ export function cameraErrorCode(error, frontEnd = "browser") {
 export class Camera {
   /** @type {MediaStream | null} */
   stream = null;
+  /**
+   * Why the microphone that was asked for is not in `stream` (the camera opened alone).
+   * @type {unknown}
+   */
+  microphoneError = null;
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
 
@@ -75,25 +83,28 @@ export class Camera {
   }
 
   /**
-   * Open the camera.
+   * Open the camera, and the microphone with `audio`: a microphone that is missing or
+   * denied leaves the camera alone in the stream (see `microphoneError`).
    * @param {VideoTrait | undefined} video
+   * @param {boolean} [audio]
    * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
-   * @throws the getUserMedia error
+   * @throws the camera's getUserMedia error
    */
-  open(video) {
-    return this.#acquire(video);
+  open(video, audio = false) {
+    return this.#acquire(video, audio);
   }
 
   /**
    * Open the camera again with new constraints. The old tracks are stopped first: a
    * camera that is still open would only be rescaled, never reopened at a larger size.
    * @param {VideoTrait | undefined} video
+   * @param {boolean} [audio]
    * @returns {Promise<MediaStream | null>} null if stopped or reopened meanwhile
-   * @throws the getUserMedia error
+   * @throws the camera's getUserMedia error
    */
-  reopen(video) {
+  reopen(video, audio = false) {
     for (const track of this.stream?.getTracks() ?? []) track.stop();
-    return this.#acquire(video);
+    return this.#acquire(video, audio);
   }
 
   /** Stop the camera; a getUserMedia still under way is stopped when it resolves. */
@@ -105,12 +116,27 @@ export class Camera {
 
   /**
    * @param {VideoTrait | undefined} video
+   * @param {boolean} audio
    * @returns {Promise<MediaStream | null>}
    */
-  async #acquire(video) {
-    if (!this.getUserMedia) throw new Error("no camera in this page");
+  async #acquire(video, audio) {
+    const getUserMedia = this.getUserMedia;
+    if (!getUserMedia) throw new Error("no camera in this page");
     const generation = ++this.#generation;
-    const stream = await this.getUserMedia({ video: videoConstraints(video), audio: false });
+    const constraints = videoConstraints(video);
+    this.microphoneError = null;
+    let stream;
+    if (audio) {
+      try {
+        stream = await getUserMedia({ video: constraints, audio: true });
+      } catch (error) {
+        // Without the microphone, the camera alone may open: then only the sound is missing.
+        stream = await getUserMedia({ video: constraints, audio: false });
+        this.microphoneError = error;
+      }
+    } else {
+      stream = await getUserMedia({ video: constraints, audio: false });
+    }
     if (generation !== this.#generation) {
       for (const track of stream.getTracks()) track.stop();
       return null;

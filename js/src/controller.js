@@ -22,6 +22,7 @@ import { Session } from "./session.js";
  * @property {() => void} render status, error, buttons or candidates changed
  * @property {(stream: MediaStream | null) => void} showLocal
  * @property {(track: MediaStreamTrack | null) => void} showEcho
+ * @property {(track: MediaStreamTrack | null) => void} [showEchoAudio] the echoed microphone
  * @property {(track: MediaStreamTrack | null) => void} showProcessed the kernel's processed video
  * @property {(overlay: Overlay) => void} showOverlay shapes for an echo frame
  */
@@ -85,15 +86,32 @@ export class EchoController {
     this.setError(null);
     let stream;
     try {
-      stream = await this.camera.open(this.model.get("video"));
+      stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error) {
       this.failCamera(error);
       return false;
     }
     if (!stream) return false;
     this.view.showLocal(stream);
+    this.reportMicrophone();
     this.view.render();
     return true;
+  }
+
+  /**
+   * The microphone was asked for and did not open: say so here at once (the video goes on),
+   * and to the kernel once the session is up (a new session clears the kernel's `error`).
+   * @param {boolean} [toKernel]
+   */
+  reportMicrophone(toKernel = false) {
+    const error = this.camera.microphoneError;
+    if (!error) return;
+    const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const message = errorMessage("microphone-unavailable", detail);
+    this.setError({ code: "microphone-unavailable", message });
+    if (toKernel && !this.destroyed) {
+      this.model.send(protocol.error(this.reportId, message, "microphone-unavailable"));
+    }
   }
 
   /** Start a new session with the kernel, sending the open camera's video. */
@@ -101,13 +119,14 @@ export class EchoController {
     const stream = this.camera.stream;
     if (!stream || this.session) return;
     this.setStatus("connecting");
-    this.setError(null);
+    if (this.error?.code !== "microphone-unavailable") this.setError(null);
     const session = new Session({
       model: this.model,
       stream,
       rtc: this.rtc,
       events: {
         onTrack: (track) => this.view.showEcho(track),
+        onAudioTrack: (track) => this.view.showEchoAudio?.(track),
         onProcessedTrack: (track) => this.view.showProcessed(track),
         onConnected: () => void this.onConnected(session),
         onSilent: () => {
@@ -123,6 +142,7 @@ export class EchoController {
         onClose: () => {
           if (this.session === session) this.session = null;
           this.view.showEcho(null);
+          this.view.showEchoAudio?.(null);
           this.view.showProcessed(null);
           this.view.render();
         },
@@ -138,6 +158,7 @@ export class EchoController {
   async onConnected(session) {
     if (this.error?.code === "kernel-silent") this.setError(null);
     this.setStatus("connected");
+    this.reportMicrophone(true);
     const types = await session.candidateTypes();
     if (!types || session !== this.session) return;
     this.candidates = `${types.local}/${types.remote}`;
@@ -153,7 +174,7 @@ export class EchoController {
     if (!this.camera.stream) return;
     let stream;
     try {
-      stream = await this.camera.reopen(this.model.get("video"));
+      stream = await this.camera.reopen(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error) {
       this.stopCamera();
       this.failCamera(error);
@@ -163,6 +184,8 @@ export class EchoController {
     this.view.showLocal(stream);
     const [track] = stream.getVideoTracks();
     await this.session?.replaceTrack(track);
+    const [microphone] = stream.getAudioTracks?.() ?? [];
+    if (microphone) await this.session?.replaceAudioTrack(microphone);
   }
 
   /**

@@ -19,6 +19,10 @@ const ERRORS = /** @satisfies {Record<string, (detail: string) => string>} */ ({
     "The camera is in use by another application or tab, or could not be started. Close " +
     "the other user, then press Start camera or re-run the cell.",
   "camera-error": (detail) => `Could not open the camera: ${detail}`,
+  "microphone-unavailable": (detail) =>
+    `The microphone could not be used (${detail}), so the echo goes on without sound. Allow ` +
+    "microphone access for this page (the icon in the address bar) or connect one, then " +
+    "press Start camera or re-run the cell.",
   "camera-blocked-vscode": () =>
     "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), " +
     "so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 " +

@@ -15,6 +15,7 @@ import * as protocol from "./protocol.js";
  * What a session tells its view.
  * @typedef {object} SessionEvents
  * @property {(track: MediaStreamTrack) => void} onTrack the kernel's echo arrived
+ * @property {(track: MediaStreamTrack) => void} [onAudioTrack] the kernel's echo of the microphone arrived
  * @property {(track: MediaStreamTrack) => void} onProcessedTrack the kernel's processed video arrived
  * @property {() => void} onConnected
  * @property {() => void} onSilent connected before, now disconnected (may come back)
@@ -92,13 +93,21 @@ export class Session {
     // receives the kernel's processed video (a kernel without one answers it inactive).
     const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
     const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
+    // The microphone, when the stream has one, comes back the same way (a kernel with
+    // audio off answers it inactive).
+    const [microphone] = stream.getAudioTracks?.() ?? [];
+    const audio = microphone
+      ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] })
+      : null;
     this.sender = camera.sender;
+    this.audioSender = audio?.sender ?? null;
     const codecs = rtc.videoCodecs();
     preferVp8(camera, codecs);
     preferVp8(processed, codecs);
     this.pc.ontrack = (event) => {
       if (event.transceiver === camera) events.onTrack(event.track);
       else if (event.transceiver === processed) events.onProcessedTrack(event.track);
+      else if (audio && event.transceiver === audio) events.onAudioTrack?.(event.track);
     };
     this.pc.onicecandidate = (event) => this.#onCandidate(event.candidate?.toJSON() ?? null);
     this.pc.onconnectionstatechange = () => this.#onConnectionState();
@@ -132,6 +141,15 @@ export class Session {
   async replaceTrack(track) {
     if (!this.#closed) await this.sender.replaceTrack(track);
   }
+
+  /**
+   * Send a new microphone track on this connection (when it sends one).
+   * @param {MediaStreamTrack} track
+   */
+  async replaceAudioTrack(track) {
+    if (!this.#closed && this.audioSender) await this.audioSender.replaceTrack(track);
+  }
+
 
   /** @returns {Promise<{local: string, remote: string} | null>} the selected candidates' kinds */
   async candidateTypes() {

@@ -21,6 +21,15 @@ export function formatBytes(bytes) {
 }
 
 /**
+ * The audio level meter's value (0 to 1, amplitude) for a level in dBFS (0 when unknown).
+ * @param {unknown} dbfs
+ * @returns {number}
+ */
+export function meterValue(dbfs) {
+  return typeof dbfs === "number" && Number.isFinite(dbfs) ? Math.min(1, 10 ** (dbfs / 20)) : 0;
+}
+
+/**
  * @param {number} seconds
  * @returns {string} minutes:seconds, e.g. "1:05"
  */
@@ -42,6 +51,18 @@ function processedRow(stats) {
     : "–";
   const age = Number.isFinite(stats.processed_age_ms) ? `${Math.round(Number(stats.processed_age_ms))} ms` : "–";
   return `${Number(stats.processed_fps ?? 0).toFixed(1)} fps · transform ${transform} · age ${age}`;
+}
+
+/**
+ * The microphone's level and the recording's A/V offset: "-23 dBFS · A/V 1.2 ms" ("off"
+ * before any audio; the packet counts are in `w.stats`).
+ * @param {Stats} stats
+ */
+function audioRow(stats) {
+  if (!Number(stats.audio_packets_received ?? 0)) return "off";
+  const level = Number.isFinite(stats.audio_level) ? `${Math.round(Number(stats.audio_level))} dBFS` : "–";
+  const offset = Number.isFinite(stats.av_offset_ms) ? ` · A/V ${Number(stats.av_offset_ms).toFixed(1)} ms` : "";
+  return `${level}${offset}`;
 }
 
 /**
@@ -70,6 +91,7 @@ export function statRows(stats, processing) {
     ["recording", "recording", recording],
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
+    ["audio", "audio", audioRow(stats)],
   ];
 }
 

@@ -22,6 +22,7 @@
  * @property {Stats} stats
  * @property {RTCIceServer[]} ice_servers
  * @property {"all" | "relay"} ice_transport_policy
+ * @property {boolean} audio whether the microphone is echoed too (from the next session)
  * @property {boolean} _processing whether the kernel has a transform (its processed video is sent)
  */
 

@@ -2,15 +2,16 @@
 /**
  * The EchoWidget view: the local webcam and its echo from the kernel side by side (the
  * kernel's overlays drawn over the echo), the kernel's processed video below them while
- * it has a transform, controls, status, errors and the stats panel. It lays out the DOM,
- * wires the controls to an EchoController and renders the controller's state.
+ * it has a transform, the echoed microphone (muted until Listen, with a level meter),
+ * controls, status, errors and the stats panel. It lays out the DOM, wires the controls
+ * to an EchoController and renders the controller's state.
  */
 
 import { Camera, detectFrontEnd } from "./camera.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
 import { OverlayCanvas } from "./overlay-canvas.js";
-import { StatsPanel } from "./stats-panel.js";
+import { StatsPanel, meterValue } from "./stats-panel.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./types.js").VideoTrait} VideoTrait */
@@ -19,6 +20,7 @@ import { StatsPanel } from "./stats-panel.js";
 /** Choices offered in the pickers; the model's `video` may hold any other value. */
 const RESOLUTIONS = ["320x240", "640x480", "1280x720", "1920x1080"];
 const FRAME_RATES = ["15", "24", "30", "60"];
+
 
 /** @returns {Camera} the page's camera (none outside a secure context) */
 function pageCamera() {
@@ -67,6 +69,25 @@ export class EchoView {
     controls.append(this.cameraButton, this.callButton, this.echoButton, device.wrapper,
       resolution.wrapper, frameRate.wrapper);
 
+    // The echoed microphone plays muted: the user's own voice on speakers would feed back.
+    this.echoAudio = /** @type {HTMLAudioElement} */ (element("audio", "echo-widget-echo-audio"));
+    this.echoAudio.muted = true;
+    this.echoAudio.autoplay = true;
+    const audioControls = element("div", "echo-widget-audio");
+    this.listenButton = button("Listen", "listen");
+    this.listenButton.setAttribute("aria-pressed", "false");
+    this.listenButton.title = "Plays the echoed microphone. Use headphones: on speakers your " +
+      "voice comes back and feeds back.";
+    this.level = /** @type {HTMLMeterElement} */ (element("meter", "echo-widget-level"));
+    this.level.min = 0;
+    this.level.max = 1;
+    this.level.value = 0;
+    this.level.dataset.control = "level";
+    this.level.setAttribute("aria-label", "Echoed audio level");
+    const hint = element("span", "echo-widget-hint", "use headphones");
+    audioControls.append(this.listenButton, this.level, hint, this.echoAudio);
+    controls.append(audioControls);
+
     this.statusLine = element("div", "echo-widget-status");
     this.statusLine.setAttribute("aria-live", "polite");
     this.errorLine = element("div", "echo-widget-error");
@@ -88,10 +109,12 @@ export class EchoView {
 
     this.onVideoChange = this.onVideoChange.bind(this);
     this.onProcessingChange = this.onProcessingChange.bind(this);
+    this.onStatsChange = this.onStatsChange.bind(this);
     this.endSession = () => controller.session?.close();
     this.refreshDevices = this.refreshDevices.bind(this);
     model.on("change:video", this.onVideoChange);
     model.on("change:_processing", this.onProcessingChange);
+    model.on("change:stats", this.onStatsChange);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
 
@@ -104,6 +127,7 @@ export class EchoView {
       else void controller.connect();
     });
     this.echoButton.addEventListener("click", () => this.toggleEcho());
+    this.listenButton.addEventListener("click", () => this.toggleListen());
     this.deviceSelect.addEventListener("change", () => {
       this.setVideo({ deviceId: this.deviceSelect.value || undefined });
     });
@@ -115,6 +139,7 @@ export class EchoView {
       this.setVideo({ frameRate: Number(this.frameRateSelect.value) });
     });
 
+    this.root.dataset.audio = "off";
     this.renderPickers();
     this.onProcessingChange();
     this.render();
@@ -148,6 +173,33 @@ export class EchoView {
   showEcho(track) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+  }
+
+  /**
+   * The echoed microphone arrived (or went): play it, muted until Listen.
+   * @param {MediaStreamTrack | null} track
+   */
+  showEchoAudio(track) {
+    this.echoAudio.srcObject = track ? new MediaStream([track]) : null;
+    this.root.dataset.audio = track ? "on" : "off";
+    this.level.value = 0;
+  }
+
+  /**
+   * The meter shows the level of the audio the kernel echoes, as the kernel measures it from
+   * the packets' headers (a browser measures only what it plays, nothing while muted).
+   */
+  onStatsChange() {
+    this.level.value = meterValue(this.model.get("stats")?.audio_level);
+  }
+
+  /** Unmute or mute the echoed microphone. */
+  toggleListen() {
+    const listening = this.echoAudio.muted;
+    this.echoAudio.muted = !listening;
+    this.listenButton.textContent = listening ? "Mute" : "Listen";
+    this.listenButton.setAttribute("aria-pressed", String(listening));
+    if (listening) void this.echoAudio.play().catch(() => undefined);
   }
 
   /** @param {MediaStreamTrack | null} track */
@@ -223,6 +275,7 @@ export class EchoView {
     this.overlay.destroy();
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
+    this.model.off("change:stats", this.onStatsChange);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

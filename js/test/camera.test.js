@@ -45,6 +45,34 @@ describe("Camera", () => {
     assert.deepEqual(gum.calls, [{ video: { width: { ideal: 320 } }, audio: false }]);
   });
 
+  it("opens the microphone too when asked", async () => {
+    const gum = fakeGetUserMedia();
+    const camera = new Camera(gum.getUserMedia);
+    const stream = await camera.open({ width: 320 }, true);
+    assert.deepEqual(gum.calls, [{ video: { width: { ideal: 320 } }, audio: true }]);
+    assert.equal(stream?.getAudioTracks().length, 1);
+    assert.equal(camera.microphoneError, null);
+  });
+
+  it("opens the camera alone when the microphone is denied or missing, and keeps why", async () => {
+    const gum = fakeGetUserMedia();
+    gum.failAudioWith = "NotAllowedError";
+    const camera = new Camera(gum.getUserMedia);
+    const stream = await camera.open({}, true);
+    assert.deepEqual(gum.calls.map((c) => c.audio), [true, false]);
+    assert.equal(stream?.getVideoTracks().length, 1);
+    assert.equal(stream?.getAudioTracks().length, 0);
+    assert.equal(/** @type {DOMException} */ (camera.microphoneError).name, "NotAllowedError");
+  });
+
+  it("a denied camera still fails when audio was asked for too", async () => {
+    const gum = fakeGetUserMedia();
+    gum.failWith = "NotAllowedError";
+    const camera = new Camera(gum.getUserMedia);
+    await assert.rejects(camera.open({}, true), { name: "NotAllowedError" });
+    assert.equal(camera.stream, null);
+  });
+
   it("is not available without getUserMedia (an insecure page)", () => {
     assert.equal(new Camera(null).available, false);
     assert.equal(new Camera(fakeGetUserMedia().getUserMedia).available, true);

@@ -13,9 +13,9 @@ const ORIGIN = "http://example.test:8888";
  * A controller on a fake model, camera and WebRTC, with a view that records what it is shown.
  * @param {{secure?: boolean}} [options]
  */
-/** @param {{secure?: boolean, frontEnd?: import("../src/camera.js").FrontEnd}} [options] */
-function makeController({ secure = true, frontEnd = "browser" } = {}) {
-  const model = new FakeModel({ video: { width: 640, height: 480 } });
+/** @param {{secure?: boolean, frontEnd?: import("../src/camera.js").FrontEnd, audio?: boolean}} [options] */
+function makeController({ secure = true, frontEnd = "browser", audio = false } = {}) {
+  const model = new FakeModel({ video: { width: 640, height: 480 }, audio });
   const gum = fakeGetUserMedia();
   const view = {
     renders: 0,
@@ -56,6 +56,32 @@ beforeEach(() => {
 });
 
 describe("EchoController", () => {
+  it("with audio, a denied microphone leaves the video going and says so, here and to the kernel", async () => {
+    const { controller, model, gum } = makeController({ audio: true });
+    gum.failAudioWith = "NotAllowedError";
+    await controller.start();
+    assert.equal(controller.status, "connecting");
+    assert.equal(controller.error?.code, "microphone-unavailable");
+    assert.match(controller.error?.message ?? "", /without sound.*NotAllowedError|NotAllowedError.*without sound/);
+    const pc = lastPeer();
+    assert.equal(pc.transceivers.length, 2); // the camera and the processed video: no microphone
+    assert.deepEqual(model.sent.map((/** @type {any} */ m) => m.type), ["offer"]);
+    pc.emitState("connected");
+    await settle();
+    assert.equal(controller.error?.code, "microphone-unavailable");
+    assert.deepEqual(model.sentOf("error").map((/** @type {any} */ m) => m.code), ["microphone-unavailable"]);
+  });
+
+  it("with audio and a microphone, sends it and reports nothing", async () => {
+    const { controller, model } = makeController({ audio: true });
+    await controller.start();
+    lastPeer().emitState("connected");
+    await settle();
+    assert.equal(lastPeer().transceivers.length, 3);
+    assert.equal(controller.error, null);
+    assert.equal(model.sentOf("error").length, 0);
+  });
+
   it("announces the view, opens the camera and offers a session", async () => {
     const { controller, model, view } = makeController();
     controller.announce();

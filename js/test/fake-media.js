@@ -19,17 +19,25 @@ export class FakeTrack {
 }
 
 export class FakeStream {
-  /** @param {FakeTrack} [track] */
-  constructor(track = new FakeTrack()) {
+  /**
+   * @param {FakeTrack} [track]
+   * @param {FakeTrack | null} [audio] a microphone track
+   */
+  constructor(track = new FakeTrack(), audio = null) {
     this.track = track;
+    this.audio = audio;
   }
 
   getVideoTracks() {
     return [this.track];
   }
 
+  getAudioTracks() {
+    return this.audio ? [this.audio] : [];
+  }
+
   getTracks() {
-    return [this.track];
+    return [this.track, ...this.getAudioTracks()];
   }
 
   /** @returns {MediaStream} */
@@ -64,6 +72,8 @@ export function fakeGetUserMedia() {
     streams: [],
     /** @type {string | null} */
     failWith: null,
+    /** @type {string | null} the microphone's failure (audio requests only) */
+    failAudioWith: null,
     /** @type {Promise<void> | null} held until resolved, when set */
     gate: null,
     /** @param {MediaStreamConstraints} constraints */
@@ -71,7 +81,10 @@ export function fakeGetUserMedia() {
       gum.calls.push(constraints);
       if (gum.gate) await gum.gate;
       if (gum.failWith) throw new DOMException("Could not start video source", gum.failWith);
-      const stream = new FakeStream();
+      if (constraints.audio && gum.failAudioWith) {
+        throw new DOMException("Permission denied", gum.failAudioWith);
+      }
+      const stream = new FakeStream(new FakeTrack(), constraints.audio ? new FakeTrack("microphone") : null);
       gum.streams.push(stream);
       return stream.asStream();
     },

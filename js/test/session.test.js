@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
 import { Session, preferVp8, selectedCandidateTypes } from "../src/session.js";
 import { FakeModel } from "./fake-model.js";
-import { FAKE_CODECS, FakePeerConnection, FakeStream, fakeRtc, lastPeer } from "./fake-media.js";
+import { FAKE_CODECS, FakePeerConnection, FakeStream, FakeTrack, fakeRtc, lastPeer } from "./fake-media.js";
 
 /**
  * A session on a fake model and peer, with its events recorded.
@@ -37,6 +37,30 @@ beforeEach(() => {
 });
 
 describe("Session", () => {
+  it("sends the microphone sendrecv when the stream has one, and hands its echo to onAudioTrack", async () => {
+    const stream = new FakeStream(undefined, new FakeTrack("microphone"));
+    /** @type {MediaStreamTrack[]} */
+    const audio = [];
+    const session = new Session({
+      model: new FakeModel().asModel(), stream: stream.asStream(), rtc: fakeRtc,
+      events: /** @type {any} */ ({ onAudioTrack: (/** @type {MediaStreamTrack} */ t) => audio.push(t), onTrack: () => undefined, onClose: () => undefined }),
+    });
+    const pc = lastPeer();
+    assert.deepEqual(pc.transceivers.map((t) => t.init.direction), ["sendrecv", "recvonly", "sendrecv"]);
+    assert.equal(pc.transceivers[2].trackOrKind, stream.audio);
+    const echo = /** @type {any} */ ({ kind: "audio" });
+    pc.emitTrack(echo, pc.transceivers[2]);
+    assert.deepEqual(audio, [echo]);
+    pc.emitTrack(/** @type {any} */ ({ kind: "video" }), pc.transceivers[0]);
+    assert.deepEqual(audio, [echo]); // the camera's echo is not audio
+    session.close();
+  });
+
+  it("has no microphone m-line without a microphone track", () => {
+    const { pc } = makeSession();
+    assert.equal(pc.transceivers.length, 2);
+  });
+
   it("sends its offer under its own session id, with the model's ICE settings", async () => {
     const model = new FakeModel({ ice_servers: [{ urls: "turn:t:3478" }], ice_transport_policy: "relay" });
     const { session, pc } = makeSession(model);

@@ -1,7 +1,7 @@
 // @ts-check
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { SPARKLINE_SAMPLES, addSample, formatBytes, formatDuration, statRows } from "../src/stats-panel.js";
+import { SPARKLINE_SAMPLES, addSample, formatBytes, formatDuration, meterValue, statRows } from "../src/stats-panel.js";
 
 describe("formatBytes", () => {
   it("uses B, KiB and MiB", () => {
@@ -23,6 +23,17 @@ describe("formatDuration", () => {
   });
 });
 
+describe("meterValue", () => {
+  it("turns dBFS into an amplitude from 0 to 1, and unknown into 0", () => {
+    assert.equal(meterValue(0), 1);
+    assert.ok(Math.abs(meterValue(-20) - 0.1) < 1e-12);
+    assert.ok(meterValue(-127) < 1e-6);
+    assert.equal(meterValue(null), 0);
+    assert.equal(meterValue(undefined), 0);
+    assert.equal(meterValue(6), 1);
+  });
+});
+
 describe("statRows", () => {
   it("formats the kernel's stats by data-stat key", () => {
     const rows = Object.fromEntries(statRows({
@@ -35,8 +46,17 @@ describe("statRows", () => {
     assert.deepEqual(rows, {
       fps: "30.0", kbps: "1500 kbit/s", resolution: "640×480", rtt: "1.2 ms", lost: "2",
       keyframes: "3 (PLIs 1)", frames: "10 / 9 / 8", recording: "2 KiB · 1:01",
-      decoded: "7 / 3", processed: "12.3 fps · transform 200/210 ms · age 250 ms",
+      decoded: "7 / 3", processed: "12.3 fps · transform 200/210 ms · age 250 ms", audio: "off",
     });
+  });
+
+  it("shows the microphone's level and the recording's A/V offset once audio flows", () => {
+    const audio = (/** @type {import("../src/types.js").Stats} */ s) =>
+      statRows(s, false).find(([key]) => key === "audio")?.[2];
+    assert.equal(audio({ audio_packets_received: 0 }), "off");
+    assert.equal(audio({ audio_packets_received: 250, audio_packets_forwarded: 249, audio_level: -23.46,
+      av_offset_ms: 1.25 }), "-23 dBFS · A/V 1.3 ms");
+    assert.equal(audio({ audio_packets_received: 5, audio_packets_forwarded: 5, audio_level: null }), "–");
   });
 
   it("shows dashes and off before there are stats", () => {

@@ -194,8 +194,11 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def new_page(browser: Browser, *, camera: bool = True, init_script: str | None = None) -> Page:
-    context = browser.new_context(permissions=["camera"] if camera else [],
+def new_page(browser: Browser, *, camera: bool = True, microphone: bool = False,
+             init_script: str | None = None) -> Page:
+    permissions = ["camera"] if camera else []
+    context = browser.new_context(permissions=[*permissions, "microphone"] if microphone
+                                  else permissions,
                                   viewport={"width": 1280, "height": 1000})
     if init_script is not None:
         context.add_init_script(init_script)
