@@ -174,3 +174,17 @@ async def test_audio_frames_decode_what_was_sent(av_clip: Path) -> None:
             np.testing.assert_array_equal(frame.to_ndarray(), expected[frame.pts])
             compared += 1
     assert compared >= 30  # a few may be skipped (newest wins), most are compared
+
+
+async def test_audio_off_answers_the_microphone_inactive(av_clip: Path) -> None:
+    widget = EchoWidget(ice_servers=[])  # audio=False
+    client = EchoClient(Signaling(widget), av_clip, "a", audio=True, loop=True)
+    await client.connect()
+    await wait_until(lambda: len(client.echoed) > 30, 5, "video echo")
+    answer = client.pc.remoteDescription.sdp
+    audio_section = answer[answer.index("m=audio"):]
+    assert "a=inactive" in audio_section.split("m=", 2)[1]
+    assert client.echo_audio == []
+    assert widget.hub.snapshot()["audio_packets_received"] == 0
+    await client.close()
+    await widget.aclose()
