@@ -90,8 +90,11 @@ async def stream_clip(widget: EchoWidget, clip: Path, **options: float) -> EchoC
     client = EchoClient(Signaling(widget), clip, "a", audio=True, **options)  # type: ignore[arg-type]
     await client.connect()
     assert client.av is not None
-    await wait_until(lambda: len(client.audio_sent) >= len(client.av.packets["audio"]) * 0.9,
+    av_clip = client.av
+    await wait_until(lambda: len(av_clip.sent["audio"]) == len(av_clip.packets["audio"]),
                      15, "the clip was sent")
+    await wait_until(lambda: widget.hub.snapshot()["audio_packets_received"]
+                     == len(client.audio_sent), 5, "the kernel received what left the client")
     return client
 
 

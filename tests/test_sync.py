@@ -82,26 +82,43 @@ def test_audio_goes_where_the_sender_reports_put_it() -> None:
     assert placement.audio_packet(48_960, PACKET, arrival=0.92) == [(PACKET, 24_960)]
 
 
-def test_without_reports_arrival_time_places_it_then_the_first_report_wins() -> None:
+def test_packets_wait_for_the_reports() -> None:
     video, audio = clocks(None, None)
-    placement = AudioPlacement(video, audio)
+    placement = AudioPlacement(video, audio, hold=1.5)
     placement.prime()
     placement.video_frame(0, 0.0, arrival=5.0)
-    [*_, (_packet, start)] = placement.audio_packet(1000, PACKET, arrival=5.02)
-    assert start == round(0.02 * 48_000)
+    assert placement.audio_packet(1000, PACKET, arrival=5.02) == []  # held
+    assert placement.audio_packet(1960, PACKET, arrival=5.04) == []
+    video.update(round(20.0 * NTP_1S), 0)  # video RTP 0 at 20.0 s
+    audio.update(round(20.5 * NTP_1S), 1000)  # audio RTP 1000 at 20.5 s
+    pages = placement.audio_packet(2920, PACKET, arrival=5.06)
+    assert [(p, s) for p, s in pages if p == PACKET] == [
+        (PACKET, 24_000), (PACKET, 24_960), (PACKET, 25_920)]  # all three, by the reports
+    assert placement.resyncs == 0
+    assert placement.offset_ms == 0.0
+
+
+def test_without_reports_arrival_time_places_it_then_the_first_report_wins() -> None:
+    video, audio = clocks(None, None)
+    placement = AudioPlacement(video, audio, hold=0.5)
+    placement.prime()
+    placement.video_frame(0, 0.0, arrival=5.0)
+    assert placement.audio_packet(1000, PACKET, arrival=5.02) == []
+    pages = placement.audio_packet(1000 + 960, PACKET, arrival=5.6)  # no report in 0.5 s
+    assert [s for p, s in pages if p == PACKET] == [960, 1920]  # by the first's arrival
     assert placement.offset_ms is None  # nothing to compare with yet
     video.update(round(20.0 * NTP_1S), 0)  # video RTP 0 at 20.0 s
-    audio.update(round(21.0 * NTP_1S), 1000 + 960)  # this audio at 21.0 s: 1 s in
-    pages = placement.audio_packet(1000 + 960, PACKET, arrival=5.04)
+    audio.update(round(21.0 * NTP_1S), 1000 + 1920)  # this audio at 21.0 s: 1 s in
+    pages = placement.audio_packet(1000 + 1920, PACKET, arrival=5.62)
     assert pages[-1] == (PACKET, 48_000)
     assert placement.offset_ms == 0.0
     assert placement.resyncs == 1
     # a report 5 ms off moves nothing (under resync); 15 ms off does, and is counted
-    audio.update(round((21.02 + 0.005) * NTP_1S), 1000 + 1920)
-    placement.audio_packet(1000 + 1920, PACKET, arrival=5.06)
+    audio.update(round((21.02 + 0.005) * NTP_1S), 1000 + 2880)
+    placement.audio_packet(1000 + 2880, PACKET, arrival=5.64)
     assert placement.offset_ms == -5.0
-    audio.update(round((21.04 + 0.015) * NTP_1S), 1000 + 2880)
-    placement.audio_packet(1000 + 2880, PACKET, arrival=5.08)
+    audio.update(round((21.04 + 0.015) * NTP_1S), 1000 + 3840)
+    placement.audio_packet(1000 + 3840, PACKET, arrival=5.66)
     assert placement.resyncs == 2
     assert placement.offset_ms == 0.0
 

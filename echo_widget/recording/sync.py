@@ -5,10 +5,11 @@ The browser's RTCP sender reports pair an NTP time with an RTP timestamp for eac
 on the sender's wall clock. A recording's time 0 is its first video frame;
 :class:`AudioPlacement` gives each Opus packet its start in 48 kHz samples on that line:
 
-* before both tracks have a sender report, by arrival time (close on a short path), then by
-  the first reports (a jump once, near the start); after that a later report moves it only
-  when they differ by more than ``resync`` (the sender's clocks drift), and
-  :attr:`offset_ms` says how far the audio sits from where the reports put it;
+* by the browser's sender reports: packets wait up to ``hold`` seconds for the first report
+  of both tracks; if none comes by then, by arrival time (close on a short, idle path)
+  until one does (a jump once). After that a later report moves it only when they differ by
+  more than ``resync`` (the sender's clocks drift), and :attr:`offset_ms` says how far the
+  audio sits from where the reports put it;
 * the audio is one unbroken line from time 0: a lost packet, or no audio yet, becomes
   20 ms packets of silence, so a player that counts samples stays in sync; a packet that
   comes too late for its place is dropped;
@@ -19,6 +20,8 @@ Pure arithmetic, no I/O: the recorder writes what it returns.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from .ogg import OPUS_CLOCK_RATE, OPUS_SILENCE, OPUS_SILENCE_SAMPLES, opus_samples
 
@@ -64,10 +67,13 @@ class AudioPlacement:
     """Places one recording's audio packets on the timeline of its video."""
 
     def __init__(self, video_clock: SenderClock, audio_clock: SenderClock, *,
-                 lag: float = 1.0, resync: float = 0.010) -> None:
+                 lag: float = 2.0, hold: float = 1.5, resync: float = 0.010) -> None:
         self._video_clock = video_clock
         self._audio_clock = audio_clock
         self._lag = round(lag * OPUS_CLOCK_RATE)
+        self._hold = hold
+        self._held: deque[tuple[int, bytes, float]] = deque()
+        """(unwrapped timestamp, payload, arrival) of packets waiting for a placement."""
         self._resync = round(resync * OPUS_CLOCK_RATE)
         self._video_start: int | None = None
         """The first video frame's RTP timestamp (90 kHz, as sent)."""
@@ -120,17 +126,27 @@ class AudioPlacement:
             self.resyncs += self._anchor is not None
             self._anchor = reported
             self._reported = True
-        elif self._anchor is None:
-            self._anchor = self._arrival_anchor(unwrapped, arrival)
-        if reported is not None:
+        if reported is not None and self._anchor is not None:
             self.offset_ms = round((self._anchor - reported) * 1000 / OPUS_CLOCK_RATE, 1)
-        start = unwrapped + self._anchor
+        self._held.append((unwrapped, payload, arrival))
+        if self._anchor is None:
+            first, _, first_arrival = self._held[0]
+            if arrival - first_arrival < self._hold:
+                return []  # wait for the sender reports
+            self._anchor = self._arrival_anchor(first, first_arrival)
+        pages: list[Page] = []
+        while self._held:
+            unwrapped, payload, _ = self._held.popleft()
+            pages += self._place(unwrapped + self._anchor, payload)
+        return pages
+
+    def _place(self, start: int, payload: bytes) -> list[Page]:
         if start < self.next_sample:
             self.dropped += 1
             return []
         pages = self._fill_to(start)
         pages.append((payload, start))
-        self.next_sample = start + samples
+        self.next_sample = start + opus_samples(payload)
         return pages
 
     def _reported_anchor(self, rtp_timestamp: int, unwrapped: int) -> int | None:
