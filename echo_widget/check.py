@@ -250,7 +250,7 @@ class ConnectionCheck:
 
     def __init__(self, send: Callable[[dict[str, Any]], None], servers: list[dict[str, Any]],
                  rtc_servers: list[RTCIceServer], *, relay_only: bool = False,
-                 wait: float = 2.0, timeout: float = 5.0) -> None:
+                 wait: float = 3.0, timeout: float = 5.0) -> None:
         self.id = next(_ids)
         self._send = send
         self._servers = servers

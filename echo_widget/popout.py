@@ -291,7 +291,7 @@ class PopoutServer:
                  (r"/([^/]*)/(.*)", _Page, {"server": self}),
                  (r".*", _Refuse, {"server": self})],
                 websocket_max_message_size=MAX_FRAME_BYTES,
-                websocket_ping_interval=5, websocket_ping_timeout=10,
+                websocket_ping_interval=5, websocket_ping_timeout=5,
                 default_handler_class=_Refuse, default_handler_args={"server": self},
             )
             sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
@@ -418,6 +418,7 @@ PAGE_HTML = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>echo-widget camera page</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="widget.css">
 <style>
   body { font-family: system-ui, sans-serif; margin: 1rem auto; max-width: 72rem;

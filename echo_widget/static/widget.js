@@ -219,7 +219,7 @@ var Camera = class {
 };
 
 // js/src/check.js
-var GATHER_MS = 2e3;
+var GATHER_MS = 1500;
 var PROBE_MS = 9e3;
 function candidateTypes(sdp) {
   const types = /* @__PURE__ */ new Set();

@@ -9,8 +9,8 @@
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./session.js").Rtc} Rtc */
 
-/** How long the page gathers candidates before it reports (the kernel waits 3 s). */
-export const GATHER_MS = 2000;
+/** How long the page gathers candidates before it reports (the kernel waits 3 s for reports). */
+export const GATHER_MS = 1500;
 /** How long the probe stays open for the kernel's answer and ICE. */
 export const PROBE_MS = 9000;
 
