@@ -149,6 +149,12 @@ class _Page(tornado.web.RequestHandler):
         _plain_headers(self)
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """A debug line per request, without the path (it holds the token); tornado's own
+    access log would print it, as a warning for every refusal."""
+    logger.debug("echo-widget pop-out: %s -> %d", handler.request.method, handler.get_status())
+
+
 def _plain_headers(handler: tornado.web.RequestHandler) -> None:
     handler.clear_header("Server")
     handler.set_header("Cache-Control", "no-store")
@@ -293,6 +299,7 @@ class PopoutServer:
                 websocket_max_message_size=MAX_FRAME_BYTES,
                 websocket_ping_interval=5, websocket_ping_timeout=5,
                 default_handler_class=_Refuse, default_handler_args={"server": self},
+                log_function=_log_request,
             )
             sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
             self._http = tornado.httpserver.HTTPServer(app, xheaders=False,

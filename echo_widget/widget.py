@@ -481,8 +481,11 @@ class EchoWidget(anywidget.AnyWidget):
         if hub is not None:  # None: construction failed (bad arguments), nothing was started
             hub.close_soon()
         popouts: PopoutServer | None = getattr(self, "_popouts", None)
-        if popouts is not None and hub is not None and hub.loop is running_loop():
-            popouts.close_soon()
+        if popouts is not None and hub is not None and hub.loop is not None:
+            if hub.loop is running_loop():
+                popouts.close_soon()
+            elif not hub.loop.is_closed():
+                hub.loop.call_soon_threadsafe(popouts.close_soon)
         checking: asyncio.Task[CheckReport] | None = getattr(self, "_checking", None)
         if checking is not None:
             checking.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import socket
 from pathlib import Path
@@ -104,7 +105,9 @@ async def open_page(url: str) -> PageSignaling:
     return PageSignaling(await websocket_connect(ws_url(url)))
 
 
-async def test_token_is_enforced_and_nothing_listens_after_aclose() -> None:
+async def test_token_is_enforced_and_nothing_listens_after_aclose(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     widget = EchoWidget(ice_servers=[])
     comm = Signaling(widget)
     assert widget._popout == {"url": "", "pages": 0}
@@ -152,6 +155,20 @@ async def test_token_is_enforced_and_nothing_listens_after_aclose() -> None:
     assert widget._popout == {"url": "", "pages": 0}
     await wait_until(lambda: page.closed, 2, "the page's socket closed by aclose()")
     assert comm.sent == [], "the endpoint sent nothing over the widget's comm"
+    assert "-> 403" in caplog.text
+    assert token[:8] not in caplog.text, "the token reached a log"
+
+
+async def test_closing_the_widget_stops_the_endpoint() -> None:
+    widget = EchoWidget(ice_servers=[])
+    Signaling(widget)
+    url = widget.popout().url
+    page = await open_page(url)
+    await page.wait_frame(lambda f: "state" in f)
+    port = int(url.split(":")[2].split("/")[0])
+    widget.close()
+    await wait_until(lambda: not listening(port) and page.closed, 5, "the endpoint stopped")
+    assert page.connection.close_code == 1001
 
 
 async def test_a_page_echoes_and_records_over_its_websocket_and_closing_it_ends_the_session(

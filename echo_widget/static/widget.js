@@ -252,6 +252,8 @@ async function gather(pc, ms) {
 var CheckResponder = class {
   /** @type {Map<number, RTCPeerConnection>} probes waiting for the kernel's answer */
   probes = /* @__PURE__ */ new Map();
+  /** @type {Map<number, ReturnType<typeof setTimeout>>} when each probe is closed */
+  #timers = /* @__PURE__ */ new Map();
   /**
    * @param {object} options
    * @param {Model} options.model
@@ -291,7 +293,7 @@ var CheckResponder = class {
     const withServers = this.rtc.createPeer({ iceServers: servers, iceTransportPolicy: relay ? "relay" : "all" });
     const probe = this.rtc.createPeer({ iceServers: [] });
     this.probes.set(check, probe);
-    setTimeout(() => this.#endProbe(check), PROBE_MS);
+    this.#timers.set(check, setTimeout(() => this.#endProbe(check), PROBE_MS));
     let candidates = [];
     let offer2 = null;
     let problem = "";
@@ -322,6 +324,8 @@ var CheckResponder = class {
   #endProbe(check) {
     this.probes.get(check)?.close();
     this.probes.delete(check);
+    clearTimeout(this.#timers.get(check));
+    this.#timers.delete(check);
   }
   /** Stop answering; close the probes. */
   destroy() {

@@ -67,6 +67,8 @@ async function gather(pc, ms) {
 export class CheckResponder {
   /** @type {Map<number, RTCPeerConnection>} probes waiting for the kernel's answer */
   probes = new Map();
+  /** @type {Map<number, ReturnType<typeof setTimeout>>} when each probe is closed */
+  #timers = new Map();
 
   /**
    * @param {object} options
@@ -109,7 +111,7 @@ export class CheckResponder {
     const withServers = this.rtc.createPeer({ iceServers: servers, iceTransportPolicy: relay ? "relay" : "all" });
     const probe = this.rtc.createPeer({ iceServers: [] });
     this.probes.set(check, probe);
-    setTimeout(() => this.#endProbe(check), PROBE_MS);
+    this.#timers.set(check, setTimeout(() => this.#endProbe(check), PROBE_MS));
     /** @type {string[]} */
     let candidates = [];
     /** @type {string | null} */
@@ -143,6 +145,8 @@ export class CheckResponder {
   #endProbe(check) {
     this.probes.get(check)?.close();
     this.probes.delete(check);
+    clearTimeout(this.#timers.get(check));
+    this.#timers.delete(check);
   }
 
   /** Stop answering; close the probes. */
