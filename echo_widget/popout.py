@@ -86,10 +86,9 @@ def remote_note(url: str) -> str:
     return (f"The page is served by the kernel, on 127.0.0.1 of the kernel's machine. If the "
             f"kernel runs on another machine (SSH, a container, JupyterHub, Codespaces), "
             f"forward port {port} to your computer first: in VS Code, Ports view > Forward a "
-            f"Port > {port} (VS Code offers it when the link is opened); or "
-            f"ssh -L {port}:127.0.0.1:{port} KERNEL_HOST. The video itself then still needs a "
-            "path between your browser and the kernel: a TURN server, as for any remote "
-            "kernel (docs/remote-kernels.md).")
+            f"Port > {port}; or ssh -L {port}:127.0.0.1:{port} KERNEL_HOST. The video itself "
+            "then still needs a path between your browser and the kernel: a TURN server, as "
+            "for any remote kernel (docs/remote-kernels.md).")
 
 
 class PopoutLink:

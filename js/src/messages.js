@@ -92,7 +92,7 @@ export const POPOUT_TEXT = {
     const port = new URL(url).port;
     return `This page is served by the kernel, on 127.0.0.1 of the kernel's machine. If the ` +
       `kernel runs on another machine, forward port ${port} first (VS Code: Ports view > ` +
-      `Forward a Port, or accept its offer when the link opens; or ssh -L ` +
+      `Forward a Port; or ssh -L ` +
       `${port}:127.0.0.1:${port} KERNEL_HOST); the video then still needs a TURN server, ` +
       "as for any remote kernel.";
   },
