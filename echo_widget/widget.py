@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import logging
 import os
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -27,6 +28,7 @@ from .media.transform import Transform
 from .overlay import check_shapes
 from .plotting import plot_history
 from .popout import PopoutLink, PopoutServer, read_assets
+from .protocol import MAX_SESSION_ID_LENGTH
 from .session import SessionConfig
 from .stats import Stats
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_MAX_SESSIONS = 8
+
+logger = logging.getLogger(__name__)
 
 
 def _static_file(name: str) -> Path:
@@ -111,6 +115,11 @@ class _Pages:
         for session in sessions:
             if session in hub.live:
                 hub.handle({"type": "bye", "session": session})
+
+
+def _log_check_failure(task: asyncio.Task[CheckReport]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("echo-widget: the connection check failed", exc_info=task.exception())
 
 
 PAGE_TRAITS = ("video", "stats", "ice_servers", "ice_transport_policy", "_processing", "status",
@@ -402,9 +411,14 @@ class EchoWidget(anywidget.AnyWidget):
         "TURN configured but unreachable: ...". ``str(report)`` says it in plain words.
         Takes up to about ``timeout`` + 2 seconds.
         """
+        return await asyncio.shield(self._start_check(timeout))
+
+    def _start_check(self, timeout: float) -> asyncio.Task[CheckReport]:
+        """The running check, or a new one (a failure is logged when nobody awaits it)."""
         if self._checking is None or self._checking.done():
             self._checking = asyncio.ensure_future(self._run_check(timeout))
-        return await asyncio.shield(self._checking)
+            self._checking.add_done_callback(_log_check_failure)
+        return self._checking
 
     async def _run_check(self, timeout: float) -> CheckReport:  # noqa: ASYNC109
         run = ConnectionCheck(self._send_to_views, self.ice_servers,
@@ -432,14 +446,16 @@ class EchoWidget(anywidget.AnyWidget):
     def _view_message(self, content: dict[str, Any]) -> None:
         """A pop-out or check request from a view, or a signaling message from a page."""
         kind = content.get("type")
-        if kind == "popout-start":
+        session = content.get("session")
+        if not isinstance(session, str) or not 0 < len(session) <= MAX_SESSION_ID_LENGTH:
+            self.hub.handle(content)  # refused there, with the reply every bad message gets
+        elif kind == "popout-start":
             try:
                 self.popout()
             except (OSError, RuntimeError) as exc:
                 self._popout_error(f"Could not start the pop-out page: {exc}")
         elif kind == "check-start":
-            if self._checking is None or self._checking.done():
-                self._checking = asyncio.ensure_future(self._run_check(5.0))
+            self._start_check(5.0)
         elif kind == "check-report":
             if self._check_run is not None:
                 self._check_run.report(content)

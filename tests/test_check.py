@@ -183,4 +183,11 @@ async def test_a_check_started_by_a_view_ends_in_the_check_trait() -> None:
     await wait_until(lambda: widget._check.get("running") is True, 2, "the check started")
     await wait_until(lambda: widget._check.get("running") is False, 10, "the check ended")
     assert widget._check["verdict"] == NO_VIEW
+    # a request without a usable session gets the reply every bad message gets
+    for bad in ({"type": "check-start"}, {"type": "popout-start", "session": 5},
+                {"type": "check-report", "session": ""}):
+        signaling.deliver(bad)
+        assert signaling.sent[-1]["type"] == "error", bad
+        assert signaling.sent[-1]["code"] == "bad-message", bad
+    assert widget._popout["url"] == ""
     await widget.aclose()
