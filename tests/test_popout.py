@@ -242,6 +242,25 @@ async def test_an_unopened_link_expires() -> None:
     await widget.aclose()
 
 
+async def test_popout_while_the_endpoint_stops_gives_a_new_one_that_stays_shown() -> None:
+    widget = EchoWidget(ice_servers=[])
+    Signaling(widget)
+    first = widget.popout().url
+    page = await open_page(first)
+    await page.wait_frame(lambda f: "state" in f)
+    assert widget._popouts is not None
+    widget._popouts.close_soon()  # stopping, its page still to be closed
+    second = widget.popout().url
+    assert second != first
+    await wait_until(lambda: page.closed, 5, "the old endpoint's page closed")
+    await asyncio.sleep(0.2)
+    assert widget._popout["url"] == second, "the old endpoint's stop cleared the new link"
+    assert listening(int(second.split(":")[2].split("/")[0]))
+    await widget.aclose()
+    for url in (first, second):
+        assert not listening(int(url.split(":")[2].split("/")[0]))
+
+
 def mangle(rng: random.Random, valid: dict[str, Any]) -> Any:
     """A hostile frame made from a valid message."""
     text = json.dumps({"custom": valid})
