@@ -88,6 +88,7 @@ class _Pages:
 
     def __init__(self, widget: EchoWidget) -> None:
         self._widget = widget
+        self.server: PopoutServer | None = None
 
     def page_message(self, content: dict[str, Any]) -> None:
         self._widget._view_message(content)
@@ -108,7 +109,8 @@ class _Pages:
         return read_assets(_static_file("widget.js"), _static_file("widget.css"))
 
     def popout_changed(self, url: str, pages: int) -> None:
-        self._widget._popout = {"url": url, "pages": pages}
+        if self._widget._popouts is self.server:  # not a replaced server that stops late
+            self._widget._popout = {"url": url, "pages": pages}
 
     def pages_closed(self, sessions: list[str]) -> None:
         hub = self._widget.hub
@@ -197,6 +199,7 @@ class EchoWidget(anywidget.AnyWidget):
         camera = config.DEFAULT_VIDEO if video is None else config.check_video(video)
         self._error_code: str | None = None
         self._popouts: PopoutServer | None = None
+        self._retired: set[PopoutServer] = set()
         self._checking: asyncio.Task[CheckReport] | None = None
         self._check_run: ConnectionCheck | None = None
         self.hub = SessionHub(_Owner(self), max_sessions=max_sessions)
@@ -399,7 +402,11 @@ class EchoWidget(anywidget.AnyWidget):
         if self.hub.loop is None:
             self.hub.loop = loop
         if self._popouts is None or self._popouts.stopping is not None:
-            self._popouts = PopoutServer(_Pages(self))
+            self._retired = {old for old in self._retired if old.stopping is not None}
+            if self._popouts is not None:  # still stopping: awaited by aclose()
+                self._retired.add(self._popouts)
+            pages = _Pages(self)
+            self._popouts = pages.server = PopoutServer(pages)
         return PopoutLink(self._popouts.start())
 
     async def check(self, timeout: float = 5.0) -> CheckReport:  # noqa: ASYNC109
@@ -483,8 +490,9 @@ class EchoWidget(anywidget.AnyWidget):
     async def aclose(self) -> None:
         """Close every session and the pop-out endpoint; return once every recording is
         finalized and ffmpeg has exited."""
-        if self._popouts is not None:
-            await self._popouts.aclose()
+        for server in [*self._retired, *([self._popouts] if self._popouts else [])]:
+            await server.aclose()
+        self._retired.clear()
         if self._checking is not None:
             self._checking.cancel()
             with contextlib.suppress(BaseException):
