@@ -8,22 +8,27 @@ view) are kept by a :class:`~echo_widget.hub.SessionHub`, settings are checked b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import logging
 import os
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anywidget
 import av
 import traitlets
 
 from . import config
-from .hub import SessionHub
+from .check import CheckReport, ConnectionCheck
+from .hub import SessionHub, running_loop
 from .media.transform import Transform
 from .overlay import check_shapes
 from .plotting import plot_history
+from .popout import PopoutLink, PopoutServer, read_assets
+from .protocol import MAX_SESSION_ID_LENGTH
 from .session import SessionConfig
 from .stats import Stats
 
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_MAX_SESSIONS = 8
+
+logger = logging.getLogger(__name__)
 
 
 def _static_file(name: str) -> Path:
@@ -48,7 +55,9 @@ class _Owner:
         self._widget = widget
 
     def send(self, content: dict[str, Any]) -> None:
-        self._widget.send(content)
+        popouts = self._widget._popouts
+        if popouts is None or not popouts.route(content):  # a pop-out page's: over its socket
+            self._widget.send(content)
 
     def session_config(self) -> SessionConfig:
         w = self._widget
@@ -72,6 +81,54 @@ class _Owner:
 
     def publish_stats(self, stats: Stats) -> None:
         self._widget.stats = dict(stats)
+
+
+class _Pages:
+    """The widget as the pop-out endpoint's :class:`~echo_widget.popout.PopoutHost`."""
+
+    def __init__(self, widget: EchoWidget) -> None:
+        self._widget = widget
+        self.server: PopoutServer | None = None
+
+    def page_message(self, content: dict[str, Any]) -> None:
+        self._widget._view_message(content)
+
+    def page_state(self) -> dict[str, Any]:
+        w = self._widget
+        return {"video": w.video, "stats": w.stats, "ice_servers": w.ice_servers,
+                "ice_transport_policy": w.ice_transport_policy, "_processing": w._processing,
+                "status": w.status, "_check": w._check, "_in_popout": True}
+
+    def page_set(self, name: str, value: object) -> None:
+        try:
+            self._widget.video = cast(dict[str, Any], value)  # validated by the trait
+        except traitlets.TraitError as exc:
+            raise ValueError(str(exc)) from None
+
+    def page_assets(self) -> tuple[str, str]:
+        return read_assets(_static_file("widget.js"), _static_file("widget.css"))
+
+    def popout_changed(self, url: str, pages: int) -> None:
+        if self._widget._popouts is self.server:  # not a replaced server that stops late
+            self._widget._popout = {"url": url, "pages": pages}
+
+    def pages_closed(self, sessions: list[str]) -> None:
+        hub = self._widget.hub
+        for session in sessions:
+            if session in hub.live:
+                hub.handle({"type": "bye", "session": session})
+
+
+def _log_check_failure(task: asyncio.Task[CheckReport]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("echo-widget: the connection check failed", exc_info=task.exception())
+
+
+PAGE_TRAITS = ("video", "stats", "ice_servers", "ice_transport_policy", "_processing", "status",
+               "_check")
+"""Traits the pop-out pages follow."""
+VIEW_REQUESTS = frozenset({"popout-start", "check-start", "check-report"})
+"""Messages from views handled by the widget itself, not the session hub."""
 
 
 class EchoWidget(anywidget.AnyWidget):
@@ -113,6 +170,10 @@ class EchoWidget(anywidget.AnyWidget):
     _processing = traitlets.Bool(
         False, help="Whether a transform is set: the view shows the processed video."
     ).tag(sync=True)
+    _popout = traitlets.Dict(
+        {"url": "", "pages": 0}, help="The pop-out page: its URL ('' when none) and open pages."
+    ).tag(sync=True)
+    _check = traitlets.Dict(help="The latest connection check, for the views.").tag(sync=True)
 
     view_timeout = 15.0
     """Seconds after display within which a view must start before ``error`` says so."""
@@ -144,6 +205,10 @@ class EchoWidget(anywidget.AnyWidget):
         policy = ice_transport_policy or config.ice_policy_from_env()
         camera = config.DEFAULT_VIDEO if video is None else config.check_video(video)
         self._error_code: str | None = None
+        self._popouts: PopoutServer | None = None
+        self._retired: set[PopoutServer] = set()
+        self._checking: asyncio.Task[CheckReport] | None = None
+        self._check_run: ConnectionCheck | None = None
         self.hub = SessionHub(_Owner(self), max_sessions=max_sessions)
         """The sessions of this widget (see :class:`~echo_widget.hub.SessionHub`)."""
         super().__init__(ice_servers=servers, ice_transport_policy=policy, video=camera,
@@ -206,7 +271,10 @@ class EchoWidget(anywidget.AnyWidget):
                 "the kernel's environment.")
 
     def _on_custom_msg(self, _widget: object, content: object, _buffers: object) -> None:
-        self.hub.deliver(content)
+        if isinstance(content, dict) and content.get("type") in VIEW_REQUESTS:
+            self._on_widget_loop(self._view_message, content)
+        else:
+            self.hub.deliver(content)
 
     # -- statistics -------------------------------------------------------------
 
@@ -338,10 +406,119 @@ class EchoWidget(anywidget.AnyWidget):
         """
         return self.hub.stop_recording()
 
+    # -- pop-out page and connection check ------------------------------------
+
+    def popout(self) -> PopoutLink:
+        """Serve this widget's view as a page of its own, and return its link.
+
+        For front ends whose page can't use the camera (VS Code's notebook view, a Jupyter
+        page on plain ``http://`` that is not a secure context): the page runs the same view
+        in a browser tab, as one more session of this widget. It is served by the kernel on
+        ``127.0.0.1`` and a free port, behind a random token; the endpoint stops when no page
+        has been open for a while, and at :meth:`aclose`. On a remote kernel, forward the
+        port first (the link's note says how).
+        """
+        loop = running_loop()
+        if loop is None or (self.hub.loop is not None and loop is not self.hub.loop):
+            raise RuntimeError("popout() must be called on the kernel's main loop (in a cell).")
+        if self.hub.loop is None:
+            self.hub.loop = loop
+        if self._popouts is None or self._popouts.stopping is not None:
+            self._retired = {old for old in self._retired if old.stopping is not None}
+            if self._popouts is not None:  # still stopping: awaited by aclose()
+                self._retired.add(self._popouts)
+            pages = _Pages(self)
+            self._popouts = pages.server = PopoutServer(pages)
+        return PopoutLink(self._popouts.start())
+
+    async def check(self, timeout: float = 5.0) -> CheckReport:  # noqa: ASYNC109
+        """Check what the kernel and every open view can see, and say what it means.
+
+        Reports each view's secure context, camera and microphone permission states and
+        gathered candidate types, the kernel's candidate types, an allocation attempt on
+        each TURN server, and a verdict: "direct connection possible", "needs TURN" or
+        "TURN configured but unreachable: ...". ``str(report)`` says it in plain words.
+        Takes up to about ``timeout`` + 2 seconds.
+        """
+        return await asyncio.shield(self._start_check(timeout))
+
+    def _start_check(self, timeout: float) -> asyncio.Task[CheckReport]:
+        """The running check, or a new one (a failure is logged when nobody awaits it)."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(self._run_check(timeout))
+            self._checking.add_done_callback(_log_check_failure)
+        return self._checking
+
+    async def _run_check(self, timeout: float) -> CheckReport:  # noqa: ASYNC109
+        run = ConnectionCheck(self._send_to_views, self.ice_servers,
+                              config.to_rtc_ice_servers(self.ice_servers),
+                              relay_only=self.ice_transport_policy == "relay", timeout=timeout)
+        self._check_run = run
+        self._check = {"running": True, "verdict": "", "text": "Checking the connection…"}
+        try:
+            report = await run.run()
+        except BaseException:
+            self._check = {"running": False, "verdict": "", "text": ""}
+            raise
+        finally:
+            self._check_run = None
+        self._check = report.to_dict()
+        return report
+
+    def _send_to_views(self, content: dict[str, Any]) -> None:
+        """A message for every view: the notebook's and the pop-out pages'."""
+        if self._popouts is None or not self._popouts.route(content):
+            self.send(content)
+            if self._popouts is not None and "session" not in content:
+                self._popouts.broadcast({"custom": content})
+
+    def _view_message(self, content: dict[str, Any]) -> None:
+        """A pop-out or check request from a view, or a signaling message from a page."""
+        kind = content.get("type")
+        session = content.get("session")
+        if not isinstance(session, str) or not 0 < len(session) <= MAX_SESSION_ID_LENGTH:
+            self.hub.handle(content)  # refused there, with the reply every bad message gets
+        elif kind == "popout-start":
+            try:
+                self.popout()
+            except (OSError, RuntimeError) as exc:
+                self._popout_error(f"Could not start the pop-out page: {exc}")
+        elif kind == "check-start":
+            self._start_check(5.0)
+        elif kind == "check-report":
+            if self._check_run is not None:
+                self._check_run.report(content)
+        else:
+            self.hub.handle(content)
+
+    def _popout_error(self, message: str) -> None:
+        self._error_code = "popout"
+        self.error = message
+
+    def _on_widget_loop(self, fn: Any, content: dict[str, Any]) -> None:
+        loop = self.hub.loop
+        if loop is not None and loop is not running_loop() and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, content)
+        else:
+            fn(content)
+
+    @traitlets.observe(*PAGE_TRAITS)
+    def _page_trait_changed(self, change: dict[str, Any]) -> None:
+        if self._popouts is not None and self._popouts.sockets:
+            self._popouts.broadcast({"state": {change["name"]: change["new"]}})
+
     # -- closing --------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every session; return once every recording is finalized and ffmpeg has exited."""
+        """Close every session and the pop-out endpoint; return once every recording is
+        finalized and ffmpeg has exited."""
+        for server in [*self._retired, *([self._popouts] if self._popouts else [])]:
+            await server.aclose()
+        self._retired.clear()
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(BaseException):
+                await self._checking
         await self.hub.aclose()
 
     def close(self) -> None:
@@ -349,4 +526,13 @@ class EchoWidget(anywidget.AnyWidget):
         hub: SessionHub | None = getattr(self, "hub", None)
         if hub is not None:  # None: construction failed (bad arguments), nothing was started
             hub.close_soon()
+        popouts: PopoutServer | None = getattr(self, "_popouts", None)
+        if popouts is not None and hub is not None and hub.loop is not None:
+            if hub.loop is running_loop():
+                popouts.close_soon()
+            elif not hub.loop.is_closed():
+                hub.loop.call_soon_threadsafe(popouts.close_soon)
+        checking: asyncio.Task[CheckReport] | None = getattr(self, "_checking", None)
+        if checking is not None:
+            checking.cancel()
         super().close()

@@ -9,8 +9,8 @@ var ERRORS = (
     "camera-busy": () => "The camera is in use by another application or tab, or could not be started. Close the other user, then press Start camera or re-run the cell.",
     "camera-error": (detail) => `Could not open the camera: ${detail}`,
     "microphone-unavailable": (detail) => `The microphone could not be used (${detail}), so the echo goes on without sound. Allow microphone access for this page (the icon in the address bar) or connect one, then press Start camera or re-run the cell.`,
-    "camera-blocked-vscode": () => "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 in a browser, on http://localhost, http://127.0.0.1 or https://.",
-    "insecure-context": (origin) => `The camera is only available on a secure page, and this one is not (${origin}). Open Jupyter over https://, or on http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: ssh -L 8888:localhost:8888 HOST).`,
+    "camera-blocked-vscode": () => `VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), so the echo can't start here. Press "Open in a browser tab" below for a camera page served by the kernel, or open this notebook in JupyterLab or Jupyter Notebook 7 in a browser, on http://localhost, http://127.0.0.1 or https://.`,
+    "insecure-context": (origin) => `The camera is only available on a secure page, and this one is not (${origin}). Open Jupyter over https://, or on http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: ssh -L 8888:localhost:8888 HOST), or press "Open in a browser tab" below for a camera page served by the kernel.`,
     // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
     "ice-failed": () => "Could not connect the browser to the kernel (ICE failed). The kernel is probably on another machine or behind a NAT/firewall: configure a TURN server that both can reach, e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', 'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable.",
     "kernel-lost": () => "The connection to the kernel was lost: the kernel was restarted, shut down or became unreachable. Re-run the cell (after restarting the kernel if needed), or press Reconnect.",
@@ -34,6 +34,23 @@ var STATUS_DETAIL = {
    * @param {string} remote
    */
   via: (local, remote) => `via ${local} ↔ kernel ${remote}`
+};
+var POPOUT_TEXT = {
+  open: "Open in a browser tab",
+  link: "Open the camera page",
+  check: "Check connection",
+  checking: "Checking the connection…",
+  socketClosed: "This page lost its connection to the kernel: the widget was closed, the kernel stopped, or the page was idle. Run w.popout() again for a new link.",
+  /** @param {string} url */
+  remote: (url) => {
+    const port = new URL(url).port;
+    return `This page is served by the kernel, on 127.0.0.1 of the kernel's machine. If the kernel runs on another machine, forward port ${port} first (VS Code: Ports view > Forward a Port; or ssh -L ${port}:127.0.0.1:${port} KERNEL_HOST); the video then still needs a TURN server, as for any remote kernel.`;
+  },
+  /**
+   * @param {string} status
+   * @param {number} pages
+   */
+  status: (status, pages) => `Pop-out page: ${pages} open · status ${status}`
 };
 
 // js/src/protocol.js
@@ -221,6 +238,122 @@ var Camera = class {
     }
     this.stream = stream;
     return stream;
+  }
+};
+
+// js/src/check.js
+var GATHER_MS = 1500;
+var PROBE_MS = 9e3;
+function candidateTypes(sdp) {
+  const types = /* @__PURE__ */ new Set();
+  for (const match of sdp.matchAll(/^a=candidate:.* typ (\w+)/gm)) types.add(match[1]);
+  return [...types].sort();
+}
+async function permissionState(permissions, name) {
+  try {
+    return (await permissions?.query?.({ name }))?.state ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+async function gather(pc, ms) {
+  const types = /* @__PURE__ */ new Set();
+  let done = () => void 0;
+  const finished = new Promise((resolve) => {
+    done = () => resolve(void 0);
+  });
+  pc.onicecandidate = (event) => {
+    if (!event.candidate) done();
+    else if (event.candidate.type) types.add(event.candidate.type);
+  };
+  pc.createDataChannel("check");
+  await pc.setLocalDescription(await pc.createOffer());
+  await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, ms))]);
+  for (const type of candidateTypes(pc.localDescription?.sdp ?? "")) types.add(type);
+  return [...types].sort();
+}
+var CheckResponder = class {
+  /** @type {Map<number, RTCPeerConnection>} probes waiting for the kernel's answer */
+  probes = /* @__PURE__ */ new Map();
+  /** @type {Map<number, ReturnType<typeof setTimeout>>} when each probe is closed */
+  #timers = /* @__PURE__ */ new Map();
+  /**
+   * @param {object} options
+   * @param {Model} options.model
+   * @param {Rtc} options.rtc
+   * @param {string} options.viewId
+   * @param {() => {page: string, frontEnd: string, secure: boolean, problem?: string}} options.where
+   * @param {any} [options.permissions] navigator.permissions
+   */
+  constructor({ model, rtc, viewId, where, permissions }) {
+    this.model = model;
+    this.rtc = rtc;
+    this.viewId = viewId;
+    this.where = where;
+    this.permissions = permissions;
+    this.onMessage = this.onMessage.bind(this);
+    model.on("msg:custom", this.onMessage);
+  }
+  /** @param {any} content */
+  async onMessage(content) {
+    if (!content || typeof content !== "object") return;
+    if (content.type === "check" && Number.isInteger(content.check)) {
+      await this.report(content.check);
+    } else if (content.type === "check-answer" && content.session === this.viewId) {
+      const pc = this.probes.get(content.check);
+      if (pc && typeof content.sdp === "string") {
+        await pc.setRemoteDescription({ type: "answer", sdp: content.sdp }).catch(() => void 0);
+      }
+    }
+  }
+  /**
+   * Gather, then send this view's report and its probe offer.
+   * @param {number} check
+   */
+  async report(check) {
+    const servers = this.model.get("ice_servers") ?? [];
+    const relay = this.model.get("ice_transport_policy") === "relay";
+    const withServers = this.rtc.createPeer({ iceServers: servers, iceTransportPolicy: relay ? "relay" : "all" });
+    const probe = this.rtc.createPeer({ iceServers: [] });
+    this.probes.set(check, probe);
+    this.#timers.set(check, setTimeout(() => this.#endProbe(check), PROBE_MS));
+    let candidates = [];
+    let offer2 = null;
+    let problem = "";
+    try {
+      [candidates, offer2] = await Promise.all([
+        gather(withServers, GATHER_MS),
+        gather(probe, GATHER_MS).then(() => probe.localDescription?.sdp ?? null)
+      ]);
+    } catch (error2) {
+      problem = `Gathering failed here: ${String(error2)}.`;
+    } finally {
+      withServers.close();
+    }
+    const [camera, microphone] = await Promise.all([
+      permissionState(this.permissions, "camera"),
+      permissionState(this.permissions, "microphone")
+    ]);
+    const where = this.where();
+    this.model.send({
+      type: "check-report",
+      session: this.viewId,
+      check,
+      report: { ...where, camera, microphone, candidates, problem: [where.problem, problem].filter(Boolean).join(" ") },
+      offer: offer2
+    });
+  }
+  /** @param {number} check */
+  #endProbe(check) {
+    this.probes.get(check)?.close();
+    this.probes.delete(check);
+    clearTimeout(this.#timers.get(check));
+    this.#timers.delete(check);
+  }
+  /** Stop answering; close the probes. */
+  destroy() {
+    this.model.off("msg:custom", this.onMessage);
+    for (const check of [...this.probes.keys()]) this.#endProbe(check);
   }
 };
 
@@ -822,6 +955,82 @@ var OverlayCanvas = class {
   }
 };
 
+// js/src/popout-panel.js
+var BLOCKED = /* @__PURE__ */ new Set(["camera-blocked-vscode", "insecure-context"]);
+function popoutState(popout, errorCode, inPopout) {
+  if (inPopout) return { button: false, link: "" };
+  const link = popout?.url ?? "";
+  return { button: !link && BLOCKED.has(errorCode ?? ""), link };
+}
+var PopoutPanel = class {
+  /**
+   * @param {Model} model
+   * @param {string} viewId
+   */
+  constructor(model, viewId) {
+    this.model = model;
+    this.viewId = viewId;
+    this.element = element("div", "echo-widget-popout");
+    this.openButton = button(POPOUT_TEXT.open, "popout");
+    this.link = /** @type {HTMLAnchorElement} */
+    element("a", "echo-widget-popout-link", POPOUT_TEXT.link);
+    this.link.dataset.control = "popout-link";
+    this.link.target = "_blank";
+    this.link.rel = "noopener noreferrer";
+    this.note = element("div", "echo-widget-popout-note");
+    this.statusLine = element("div", "echo-widget-popout-status");
+    this.checkButton = button(POPOUT_TEXT.check, "check");
+    this.report = element("pre", "echo-widget-check");
+    const row = element("div", "echo-widget-popout-row");
+    row.append(this.openButton, this.link, this.checkButton);
+    this.element.append(row, this.statusLine, this.note, this.report);
+    this.openButton.addEventListener("click", () => {
+      this.openButton.disabled = true;
+      model.send({ type: "popout-start", session: viewId });
+    });
+    this.checkButton.addEventListener("click", () => {
+      model.send({ type: "check-start", session: viewId });
+    });
+    this.errorCode = null;
+    this.onChange = () => this.render();
+    for (const name of ["_popout", "status", "_check"]) model.on(`change:${name}`, this.onChange);
+    this.render();
+  }
+  /**
+   * @param {string | null} [errorCode] the view's current error code
+   */
+  render(errorCode = this.errorCode) {
+    this.errorCode = errorCode;
+    const popout = this.model.get("_popout");
+    const inPopout = Boolean(this.model.get("_in_popout"));
+    const { button: showButton, link } = popoutState(popout, this.errorCode, inPopout);
+    this.openButton.hidden = !showButton;
+    if (showButton && !link) this.openButton.disabled = false;
+    this.link.hidden = !link;
+    this.note.hidden = !link;
+    this.statusLine.hidden = !link;
+    if (link) {
+      if (this.link.href !== link) this.link.href = link;
+      setText(this.note, POPOUT_TEXT.remote(link));
+      setText(this.statusLine, POPOUT_TEXT.status(
+        String(this.model.get("status") ?? "idle"),
+        Number(popout?.pages ?? 0)
+      ));
+      this.statusLine.dataset.pages = String(popout?.pages ?? 0);
+    }
+    const check = this.model.get("_check") ?? {};
+    this.checkButton.disabled = Boolean(check.running);
+    this.report.hidden = !check.text;
+    setText(this.report, String(check.text ?? ""));
+    this.report.dataset.verdict = String(check.verdict ?? "");
+    this.element.dataset.popout = link ? "open" : "none";
+  }
+  /** Stop following the model. */
+  destroy() {
+    for (const name of ["_popout", "status", "_check"]) this.model.off(`change:${name}`, this.onChange);
+  }
+};
+
 // js/src/stats-panel.js
 var SPARKLINE_SAMPLES = 60;
 function formatBytes(bytes) {
@@ -1050,6 +1259,19 @@ var EchoView = class {
       view: this
     });
     const controller = this.controller;
+    this.popout = new PopoutPanel(model, controller.viewId);
+    this.errorLine.after(this.popout.element);
+    this.checks = new CheckResponder({
+      model,
+      rtc: pageRtc,
+      viewId: controller.viewId,
+      where: () => ({
+        page: model.get("_in_popout") ? "popout" : "notebook",
+        frontEnd: controller.frontEnd,
+        secure: window.isSecureContext
+      }),
+      permissions: navigator.permissions
+    });
     this.onVideoChange = this.onVideoChange.bind(this);
     this.onProcessingChange = this.onProcessingChange.bind(this);
     this.onStatsChange = this.onStatsChange.bind(this);
@@ -1097,6 +1319,7 @@ var EchoView = class {
     if (candidates) this.root.dataset.candidates = candidates;
     setText(this.statusLine, `Status: ${status}${detail ? ` (${detail})` : ""}`);
     setText(this.errorLine, error2?.message ?? "");
+    this.popout?.render(error2?.code ?? null);
     this.cameraButton.textContent = camera.stream ? "Stop camera" : "Start camera";
     this.callButton.textContent = session ? "Hang up" : "Reconnect";
     this.callButton.disabled = !camera.stream;
@@ -1205,6 +1428,8 @@ var EchoView = class {
     this.controller.destroy();
     this.stats.destroy();
     this.overlay.destroy();
+    this.popout.destroy();
+    this.checks.destroy();
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
     this.model.off("change:stats", this.onStatsChange);
@@ -1212,6 +1437,121 @@ var EchoView = class {
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }
 };
+
+// js/src/popout.js
+var SETTABLE = /* @__PURE__ */ new Set(["video"]);
+var SocketModel = class {
+  /** @type {Record<string, any>} */
+  #state = {};
+  /** @type {Map<string, Set<(...args: any[]) => void>>} */
+  #handlers = /* @__PURE__ */ new Map();
+  /** @type {Record<string, any>} */
+  #changed = {};
+  /** Resolves with the first state from the kernel. */
+  ready;
+  closed = false;
+  /** @param {SocketLike} socket */
+  constructor(socket) {
+    this.socket = socket;
+    let resolve = () => void 0;
+    this.ready = new Promise((yes) => {
+      resolve = yes;
+    });
+    socket.onmessage = (event) => {
+      this.#receive(event.data);
+      if (Object.keys(this.#state).length) resolve();
+    };
+    socket.onclose = (event) => {
+      this.closed = true;
+      this.#emit("socket:close", event);
+    };
+  }
+  /** @param {string} name */
+  get(name) {
+    return this.#state[name];
+  }
+  /**
+   * @param {string} name
+   * @param {any} value
+   */
+  set(name, value) {
+    this.#state[name] = value;
+    if (SETTABLE.has(name)) this.#changed[name] = value;
+    this.#emit(`change:${name}`);
+  }
+  /** Send the page's changes to the kernel (which re-checks them). */
+  save_changes() {
+    for (const [name, value] of Object.entries(this.#changed)) this.#write({ set: { [name]: value } });
+    this.#changed = {};
+  }
+  /** @param {any} content a signaling message */
+  send(content) {
+    this.#write({ custom: content });
+  }
+  /**
+   * @param {string} event
+   * @param {(...args: any[]) => void} callback
+   */
+  on(event, callback) {
+    if (!this.#handlers.has(event)) this.#handlers.set(event, /* @__PURE__ */ new Set());
+    this.#handlers.get(event)?.add(callback);
+  }
+  /**
+   * @param {string} event
+   * @param {(...args: any[]) => void} callback
+   */
+  off(event, callback) {
+    this.#handlers.get(event)?.delete(callback);
+  }
+  /** @param {object} frame */
+  #write(frame) {
+    if (this.socket.readyState === 1) this.socket.send(JSON.stringify(frame));
+  }
+  /**
+   * @param {string} event
+   * @param {...any} args
+   */
+  #emit(event, ...args) {
+    for (const callback of [...this.#handlers.get(event) ?? []]) callback(...args);
+  }
+  /** @param {unknown} data */
+  #receive(data) {
+    let frame;
+    try {
+      frame = typeof data === "string" ? JSON.parse(data) : null;
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.state && typeof frame.state === "object") {
+      for (const [name, value] of Object.entries(frame.state)) {
+        this.#state[name] = value;
+        this.#emit(`change:${name}`);
+      }
+    }
+    if ("custom" in frame) this.#emit("msg:custom", frame.custom, []);
+  }
+};
+function socketUrl(location2) {
+  const url = new URL("ws", location2.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+async function popoutPage(widget, el, { socket } = {}) {
+  const model = new SocketModel(socket ?? /** @type {any} */
+  new WebSocket(socketUrl(location)));
+  const notice = document.createElement("p");
+  notice.className = "echo-popout-closed";
+  notice.setAttribute("role", "alert");
+  model.on("socket:close", () => {
+    notice.textContent = POPOUT_TEXT.socketClosed;
+    el.before(notice);
+  });
+  await model.ready;
+  const cleanup = widget.render({ model, el });
+  window.addEventListener("pagehide", () => cleanup?.());
+  return model;
+}
 
 // js/src/index.js
 function render({ model, el }) {
@@ -1229,5 +1569,6 @@ function render({ model, el }) {
 }
 var index_default = { render };
 export {
-  index_default as default
+  index_default as default,
+  popoutPage
 };

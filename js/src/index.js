@@ -25,3 +25,4 @@ function render({ model, el }) {
 }
 
 export default { render };
+export { popoutPage } from "./popout.js";

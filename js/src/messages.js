@@ -25,13 +25,15 @@ const ERRORS = /** @satisfies {Record<string, (detail: string) => string>} */ ({
     "press Start camera or re-run the cell.",
   "camera-blocked-vscode": () =>
     "VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), " +
-    "so the echo can't start here. Open this notebook in JupyterLab or Jupyter Notebook 7 " +
-    "in a browser, on http://localhost, http://127.0.0.1 or https://.",
+    "so the echo can't start here. Press \"Open in a browser tab\" below for a camera page " +
+    "served by the kernel, or open this notebook in JupyterLab or Jupyter Notebook 7 in a " +
+    "browser, on http://localhost, http://127.0.0.1 or https://.",
   "insecure-context": (origin) =>
     "The camera is only available on a secure page, and this one is not " +
     `(${origin}). Open Jupyter over https://, or on ` +
     "http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: " +
-    "ssh -L 8888:localhost:8888 HOST).",
+    "ssh -L 8888:localhost:8888 HOST), or press \"Open in a browser tab\" below for a " +
+    "camera page served by the kernel.",
   // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
   "ice-failed": () =>
     "Could not connect the browser to the kernel (ICE failed). The kernel is probably on " +
@@ -78,4 +80,29 @@ export const STATUS_DETAIL = {
    * @param {string} remote
    */
   via: (local, remote) => `via ${local} ↔ kernel ${remote}`,
+};
+
+/** The pop-out page and the connection check (echo_widget/popout.py, check.py). */
+export const POPOUT_TEXT = {
+  open: "Open in a browser tab",
+  link: "Open the camera page",
+  check: "Check connection",
+  checking: "Checking the connection…",
+  socketClosed:
+    "This page lost its connection to the kernel: the widget was closed, the kernel stopped, " +
+    "or the page was idle. Run w.popout() again for a new link.",
+  /** @param {string} url */
+  remote: (url) => {
+    const port = new URL(url).port;
+    return `This page is served by the kernel, on 127.0.0.1 of the kernel's machine. If the ` +
+      `kernel runs on another machine, forward port ${port} first (VS Code: Ports view > ` +
+      `Forward a Port; or ssh -L ` +
+      `${port}:127.0.0.1:${port} KERNEL_HOST); the video then still needs a TURN server, ` +
+      "as for any remote kernel.";
+  },
+  /**
+   * @param {string} status
+   * @param {number} pages
+   */
+  status: (status, pages) => `Pop-out page: ${pages} open · status ${status}`,
 };

@@ -24,6 +24,10 @@
  * @property {"all" | "relay"} ice_transport_policy
  * @property {boolean} audio whether the microphone is echoed too (from the next session)
  * @property {boolean} _processing whether the kernel has a transform (its processed video is sent)
+ * @property {string} status the most recent session's state, as the kernel sees it
+ * @property {{url: string, pages: number}} _popout the pop-out page: its URL ("" when none), pages open
+ * @property {{running?: boolean, verdict?: string, text?: string}} _check the latest connection check
+ * @property {boolean} [_in_popout] set on the pop-out page's model only
  */
 
 /** @typedef {import("@anywidget/types").AnyModel<Traits>} Model */

@@ -8,9 +8,11 @@
  */
 
 import { Camera, detectFrontEnd } from "./camera.js";
+import { CheckResponder } from "./check.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
 import { OverlayCanvas } from "./overlay-canvas.js";
+import { PopoutPanel } from "./popout-panel.js";
 import { StatsPanel, meterValue } from "./stats-panel.js";
 
 /** @typedef {import("./types.js").Model} Model */
@@ -106,6 +108,20 @@ export class EchoView {
       view: this,
     });
     const controller = this.controller;
+    // the pop-out page's link and status, and the connection check
+    this.popout = new PopoutPanel(model, controller.viewId);
+    this.errorLine.after(this.popout.element);
+    this.checks = new CheckResponder({
+      model,
+      rtc: pageRtc,
+      viewId: controller.viewId,
+      where: () => ({
+        page: model.get("_in_popout") ? "popout" : "notebook",
+        frontEnd: controller.frontEnd,
+        secure: window.isSecureContext,
+      }),
+      permissions: navigator.permissions,
+    });
 
     this.onVideoChange = this.onVideoChange.bind(this);
     this.onProcessingChange = this.onProcessingChange.bind(this);
@@ -158,6 +174,7 @@ export class EchoView {
     if (candidates) this.root.dataset.candidates = candidates;
     setText(this.statusLine, `Status: ${status}${detail ? ` (${detail})` : ""}`);
     setText(this.errorLine, error?.message ?? "");
+    this.popout?.render(error?.code ?? null);
     this.cameraButton.textContent = camera.stream ? "Stop camera" : "Start camera";
     this.callButton.textContent = session ? "Hang up" : "Reconnect";
     this.callButton.disabled = !camera.stream;
@@ -273,6 +290,8 @@ export class EchoView {
     this.controller.destroy();
     this.stats.destroy();
     this.overlay.destroy();
+    this.popout.destroy();
+    this.checks.destroy();
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
     this.model.off("change:stats", this.onStatsChange);

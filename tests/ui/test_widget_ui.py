@@ -282,6 +282,8 @@ def test_not_a_secure_context(lab: Server, playwright: Playwright) -> None:
         shown = wait_error(page, "only available on a secure page", "insecure-context")
         assert f"http://{INSECURE_HOST}:" in shown
         assert "SSH tunnel" in shown
+        assert "Open in a browser tab" in shown
+        assert page.locator("[data-control=popout]").is_visible()  # the pop-out page's button
         assert_kernel_error(kernel, shown)
     finally:
         browser.close()
@@ -304,6 +306,7 @@ def test_vscode_webview_is_named_as_what_blocks_the_camera(
         shown = wait_error(page, "VS Code's notebook view", "vscode-webview")
         assert "microsoft/vscode#119127" in shown
         assert "JupyterLab" in shown
+        assert page.locator("[data-control=popout]").is_visible()  # the pop-out page's button
         assert_kernel_error(kernel, shown)
     finally:
         page.context.close()
