@@ -97,7 +97,7 @@ class _Pages:
         w = self._widget
         return {"video": w.video, "stats": w.stats, "ice_servers": w.ice_servers,
                 "ice_transport_policy": w.ice_transport_policy, "_processing": w._processing,
-                "status": w.status, "_check": w._check, "_in_popout": True}
+                "status": w.status, "_check": w._check, "_in_popout": True, "audio": w.audio}
 
     def page_set(self, name: str, value: object) -> None:
         try:
@@ -125,7 +125,7 @@ def _log_check_failure(task: asyncio.Task[CheckReport]) -> None:
 
 
 PAGE_TRAITS = ("video", "stats", "ice_servers", "ice_transport_policy", "_processing", "status",
-               "_check")
+               "_check", "audio")
 """Traits the pop-out pages follow."""
 VIEW_REQUESTS = frozenset({"popout-start", "check-start", "check-report"})
 """Messages from views handled by the widget itself, not the session hub."""

@@ -108,7 +108,7 @@ async def open_page(url: str) -> PageSignaling:
 async def test_token_is_enforced_and_nothing_listens_after_aclose(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    widget = EchoWidget(ice_servers=[])
+    widget = EchoWidget(ice_servers=[], audio=True)
     comm = Signaling(widget)
     assert widget._popout == {"url": "", "pages": 0}
     link = widget.popout()
@@ -149,6 +149,7 @@ async def test_token_is_enforced_and_nothing_listens_after_aclose(
     state = await page.wait_frame(lambda f: "state" in f)
     assert state["state"]["_in_popout"] is True
     assert state["state"]["ice_servers"] == []
+    assert state["state"]["audio"] is True  # the page asks for the microphone as the view does
     await wait_until(lambda: widget._popout["pages"] == 1, 2, "the page counted")
     await widget.aclose()
     assert not listening(port), "something listens after aclose()"
