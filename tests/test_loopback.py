@@ -70,7 +70,8 @@ async def test_echo_is_byte_identical_and_recorded(
     loop = asyncio.get_running_loop()
     await client.connect()
     connected_at = loop.time()
-    assert widget.status == "connected"
+    # the client's side is up; the kernel's follows on its own connection-state event
+    await wait_until(lambda: widget.status == "connected", 5, "the kernel's side connected")
 
     await wait_until(lambda: len(client.echoed) >= 60, 10, "60 echoed frames")
     sent = clip_frames(vp8_clip)

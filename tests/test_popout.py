@@ -184,8 +184,8 @@ async def test_a_page_echoes_and_records_over_its_websocket_and_closing_it_ends_
     page = await open_page(url)
     page.deliver({"type": "hello", "session": "page-view"})
     client = EchoClient(page, vp8_clip, "page-1")  # type: ignore[arg-type]
-    await client.connect()
-    assert widget.status == "connected"
+    await client.connect()  # the client's side is up; the kernel's follows on its own event
+    await wait_until(lambda: widget.status == "connected", 5, "the kernel's side connected")
     assert widget.hub.views_started == 1
     await wait_until(lambda: len(client.echoed) >= 30, 10, "30 echoed frames")
     assert client.echoed[0].keyframe
