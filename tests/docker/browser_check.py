@@ -3,7 +3,9 @@
 Usage (inside the namespace where the container runs with --network host):
     python tests/docker/browser_check.py URL TOKEN
 Opens the image's own demo notebook in Chromium with a synthetic camera, runs it, and checks
-that both videos play and the kernel in the container forwards frames. Exits non-zero if not.
+that both videos play and the kernel in the container forwards frames; then runs the frames
+notebook (PyAV decoding, numpy, Pillow in the container): its snapshot shows, its processed
+video plays and the motion box is drawn. Exits non-zero if not.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.ui.conftest import (
     screenshot,
     wait_for_status,
 )
+from tests.ui.test_vision_ui import wait_processed_playing
 
 
 class ContainerServer:
@@ -66,8 +69,23 @@ def main(url: str, token: str) -> None:
         assert page.locator(".echo-widget-error").inner_text() == ""
         screenshot(page, "container-jupyterlab-echo")
         page.context.close()  # the tab closes: the session ends, the recording is finalized
+        print("browser echo against the container: OK", after)
+
+        page = browser.new_context(permissions=["camera"],
+                                   viewport={"width": 1280, "height": 1000}).new_page()
+        open_and_run_all(page, server, "notebooks/frames.ipynb")
+        wait_for_status(page, "connected")
+        assert_playing(page)
+        page.wait_for_selector(".jp-OutputArea-output img", timeout=30_000)  # the snapshot
+        played = wait_processed_playing(page)
+        page.locator(".echo-widget").first.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "() => Number(document.querySelector('canvas.echo-widget-overlay')?.dataset"
+            ".shapes ?? 0) > 0", timeout=30_000)  # the motion box
+        screenshot(page, "container-jupyterlab-frames")
+        page.context.close()
         browser.close()
-    print("browser echo against the container: OK", after)
+    print("frames notebook in the container: OK", played)
 
 
 if __name__ == "__main__":
