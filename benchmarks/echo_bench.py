@@ -2,9 +2,11 @@
 
     python benchmarks/echo_bench.py                 # full table: N = 1, 4, 16, 32
     python benchmarks/echo_bench.py --streams 2 --seconds 3 --modes forward   # quick check
+    python benchmarks/echo_bench.py --modes forward,forward+audio   # what the microphone costs
 
 A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
-recording every stream; ``relay``: the aiortc echo a user would otherwise write, with
+recording every stream; ``forward+audio``: EchoWidget(audio=True), each peer sending the same
+video and a 32 kb/s Opus track; ``relay``: the aiortc echo a user would otherwise write, with
 ``MediaRelay``, which decodes and re-encodes). A separate client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``. Signaling between the two goes
@@ -72,7 +74,8 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
         backend = RelayEcho(send)
     else:
         widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
-            record_dir / "rec.webm" if mode == "forward+rec" else None))
+            record_dir / "rec.webm" if mode == "forward+rec" else None),
+            audio=mode == "forward+audio")
         widget.send = send
         backend = widget.hub
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
@@ -123,20 +126,28 @@ class BenchPeer:
     view's second (recvonly) video m-line, and the processed frames' arrivals are timed."""
 
     def __init__(self, session: str, clip: Path, answers: dict[str, asyncio.Future[str]],
-                 writer: asyncio.StreamWriter, *, processed: bool = False) -> None:
+                 writer: asyncio.StreamWriter, *, processed: bool = False,
+                 audio: bool = False) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
         from echo_widget._aiortc_compat import tap_receiver
         from echo_widget.media.vp8 import FrameAssembler
-        from echo_widget.testing import PacedTrack  # MediaPlayer(decode=False), paced, looped
+        from echo_widget.testing import AvClip, PacedTrack  # decode=False, paced, looped
 
         self.session, self._answers, self._writer = session, answers, writer
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.sent: dict[bytes, float] = {}
-        self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
+        self.track: Any
         vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs
                if c.mimeType.lower() in ("video/vp8", "video/rtx")]
-        transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+        if audio:  # the same video, and the clip's Opus track on a second m-line
+            self.track = AvClip(clip, loop=True, keep_sent=False, on_sent=lambda kind, data: (
+                self.on_sent(data) if kind == "video" else None))
+            transceiver = self.pc.addTransceiver(self.track.video, direction="sendrecv")
+            self.pc.addTransceiver(self.track.audio, direction="sendrecv")
+        else:
+            self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
+            transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         transceiver.setCodecPreferences(vp8)
         self.frames: list[float] = []
         self.latencies: list[float] = []
@@ -228,12 +239,14 @@ class _Arrivals:
         return False
 
 
-async def client(port: int, streams: int, clip: Path, prefix: str) -> dict[str, Any]:
+async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool = False
+                 ) -> dict[str, Any]:
     """N peers: connect, wait until all echo, measure until told to stop, report raw numbers."""
     writer, answers, reading = await open_signaling(port)
     loop = asyncio.get_running_loop()
 
-    peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer) for i in range(streams)]
+    peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer, audio=audio)
+             for i in range(streams)]
     await asyncio.gather(*(p.connect() for p in peers))
     deadline = time.perf_counter() + 30
     while any(p.first_frame is None for p in peers) and time.perf_counter() < deadline:
@@ -305,7 +318,8 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
         for i, share in enumerate(shares):
             clients.append(subprocess.Popen(
                 [*me, "--client", str(share), "--port", port_file.read_text(),
-                 "--clip", str(clip), "--prefix", str(i)],
+                 "--clip", str(clip), "--prefix", str(i),
+                 *(["--audio"] if mode == "forward+audio" else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         for proc in clients:
             assert proc.stdout is not None
@@ -370,6 +384,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     relay = {r["streams"]: r for r in results if r["mode"] == "relay"}
     forward = {r["streams"]: r for r in results if r["mode"] == "forward"}
     recording = {r["streams"]: r for r in results if r["mode"] == "forward+rec"}
+    audio = {r["streams"]: r for r in results if r["mode"] == "forward+audio"}
     if relay and forward:
         base = relay[min(relay)]
         best = forward[max(forward)]
@@ -379,6 +394,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
         added = recording[n]["cpu_total"] / forward[n]["cpu_total"] - 1
         print(f"recording adds at N={n}: {100 * added:+.0f}% server CPU "
               f"(ffmpeg processes: {recording[n]['cpu_ffmpeg']:.1f}% of a core)")
+    for n in sorted(set(forward) & set(audio)):
+        ratio = audio[n]["cpu_per_stream"] / forward[n]["cpu_per_stream"]
+        print(f"audio at N={n}: {audio[n]['cpu_per_stream']:.2f} %/stream against "
+              f"{forward[n]['cpu_per_stream']:.2f} video only: x{ratio:.2f} "
+              f"({100 * (ratio - 1):+.0f}%)")
+
+
+def with_tone(clip: Path, path: Path) -> Path:
+    """The same video with a 440 Hz tone as Opus (32 kb/s, 20 ms packets) next to it."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-f", "lavfi", "-i",
+                    "sine=f=440:sample_rate=48000", "-shortest", "-c:v", "copy", "-c:a",
+                    "libopus", "-b:a", "32k", "-frame_duration", "20", str(path)], check=True)
+    return path
 
 
 def main() -> None:
@@ -398,12 +426,13 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="0", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--audio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients))
         return
     if args.client:
-        result = asyncio.run(client(args.port, args.client, args.clip, args.prefix))
+        result = asyncio.run(client(args.port, args.client, args.clip, args.prefix, args.audio))
         print(json.dumps(result), flush=True)
         return
     if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
@@ -415,11 +444,14 @@ def main() -> None:
 
         clip = make_clip(work / "clip.webm", size="1280x720", seconds=10, gop=60,
                          bitrate="1.5M")
+        clips = {"forward+audio": with_tone(clip, work / "av.webm")} if (
+            "forward+audio" in args.modes.split(",")) else {}
         results = []
         for mode in args.modes.split(","):
             counts = args.relay_streams if mode == "relay" else args.streams
             for streams in map(int, counts.split(",")):
-                result = run_one(mode, streams, clip, args.seconds, work, args.client_procs)
+                result = run_one(mode, streams, clips.get(mode, clip), args.seconds, work,
+                                 args.client_procs)
                 print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
                 results.append(result)
         print(f"\nmachine: {os.cpu_count()} cores; window {args.seconds:g} s; "

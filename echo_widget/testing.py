@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import MediaStreamError, MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 
@@ -71,7 +72,9 @@ class AvClip:
     """
 
     def __init__(self, clip: Path, *, loop: bool = False,
-                 skip_audio: Callable[[int], bool] | None = None) -> None:
+                 skip_audio: Callable[[int], bool] | None = None,
+                 on_sent: Callable[[str, bytes], None] | None = None,
+                 keep_sent: bool = True) -> None:
         with av.open(str(clip)) as container:
             video_stream, audio_stream = container.streams.video[0], container.streams.audio[0]
             self.packets: dict[str, list[tuple[float, bytes]]] = {"video": [], "audio": []}
@@ -88,11 +91,14 @@ class AvClip:
         self.duration = max(t for t, _ in self.packets["video"]) + 1 / 30
         self.loop = loop
         self.skip_audio = skip_audio
+        self.on_sent = on_sent
+        """Called with (kind, data) as each packet goes to its sender."""
+        self.keep_sent = keep_sent
         self.start: float | None = None
         self.video = _ClipTrack(self, "video", 90_000)
         self.audio = _ClipTrack(self, "audio", 48_000)
         self.sent: dict[str, list[tuple[int, bytes]]] = {"video": [], "audio": []}
-        """(pts in the track's clock, data) of each packet sent."""
+        """(pts in the track's clock, data) of each packet sent (with ``keep_sent``)."""
 
     def stop(self) -> None:
         self.video.stop()
@@ -129,7 +135,10 @@ class _ClipTrack(MediaStreamTrack):
         packet = av.Packet(data)
         packet.pts = round(seconds * self._clock_rate)
         packet.time_base = Fraction(1, self._clock_rate)
-        clip.sent[self.kind].append((packet.pts, data))
+        if clip.keep_sent:
+            clip.sent[self.kind].append((packet.pts, data))
+        if clip.on_sent is not None:
+            clip.on_sent(self.kind, data)
         return packet
 
 
@@ -182,3 +191,52 @@ class PacedTrack(MediaStreamTrack):
         super().stop()
         if self.player.video is not None:
             self.player.video.stop()
+
+
+def flash_times(path: Path) -> list[float]:
+    """Times (s) of the white frames in a recording's video."""
+    times = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.to_ndarray(format="gray").mean() > 128:
+                times.append(float(frame.time or 0.0))
+    return times
+
+
+def tone_onsets(path: Path) -> list[float]:
+    """Times (s) where a tone starts after at least 0.3 s of quiet, in a recording's audio.
+
+    Each decoded frame is placed by its own timestamp, so the times are where a player
+    plays them."""
+    onsets: list[float] = []
+    quiet_since: float | None = 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        for frame in container.decode(stream):
+            samples = frame.to_ndarray().astype(np.float64)
+            mono = samples.mean(axis=0) if samples.ndim == 2 else samples
+            loud = np.flatnonzero(np.abs(mono) > 0.1)
+            start = float(frame.time or 0.0)
+            if loud.size == 0:
+                if quiet_since is None:
+                    quiet_since = start + mono.size / frame.sample_rate
+                continue
+            at = start + loud[0] / frame.sample_rate
+            if quiet_since is not None and at - quiet_since >= 0.3:
+                onsets.append(at)
+            quiet_since = None
+            tail = np.flatnonzero(np.abs(mono) > 0.1)[-1]
+            if tail < mono.size - 1:  # quiet again within this frame
+                quiet_since = start + (tail + 1) / frame.sample_rate
+    return onsets
+
+
+def lip_sync(path: Path) -> list[float]:
+    """Each tone onset's distance (ms) to the nearest flash in a recording of
+    :func:`make_av_clip`'s clip (positive: the sound comes late)."""
+    flashes = flash_times(path)
+    onsets = tone_onsets(path)
+    if len(flashes) < 3 or len(onsets) < 3:
+        raise ValueError(f"too few flashes ({flashes}) or tone onsets ({onsets}) in {path}")
+    return [round(float(onset - min(flashes, key=lambda f: abs(f - onset))) * 1000, 1)
+            for onset in onsets]

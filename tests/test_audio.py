@@ -12,6 +12,7 @@ import pytest
 from aiortc.codecs import opus
 
 from echo_widget import EchoWidget
+from echo_widget.testing import lip_sync
 
 from .conftest import EchoClient, Signaling, decode_errors, wait_until
 
@@ -31,54 +32,6 @@ def opus_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         monkeypatch.setattr(cls, "__init__", spy)
     return calls
-
-
-def flash_times(path: Path) -> list[float]:
-    """Times (s) of the white frames in a recording's video."""
-    times = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            if frame.to_ndarray(format="gray").mean() > 128:
-                times.append(float(frame.time))
-    return times
-
-
-def tone_onsets(path: Path) -> list[float]:
-    """Times (s) where a tone starts after at least 0.3 s of quiet, in a recording's audio.
-
-    Each decoded frame is placed by its own timestamp, so the times are where a player
-    plays them."""
-    onsets: list[float] = []
-    quiet_since: float | None = 0.0
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        for frame in container.decode(stream):
-            samples = frame.to_ndarray().astype(np.float64)
-            mono = samples.mean(axis=0) if samples.ndim == 2 else samples
-            loud = np.flatnonzero(np.abs(mono) > 0.1)
-            start = float(frame.time)
-            if loud.size == 0:
-                if quiet_since is None:
-                    quiet_since = start + mono.size / frame.sample_rate
-                continue
-            at = start + loud[0] / frame.sample_rate
-            if quiet_since is not None and at - quiet_since >= 0.3:
-                onsets.append(at)
-            quiet_since = None
-            tail = np.flatnonzero(np.abs(mono) > 0.1)[-1]
-            if tail < mono.size - 1:  # quiet again within this frame
-                quiet_since = start + (tail + 1) / frame.sample_rate
-    return onsets
-
-
-def lip_sync(path: Path) -> list[float]:
-    """Each tone onset's distance (ms) to the nearest flash; one per flash after the first."""
-    flashes = flash_times(path)
-    onsets = tone_onsets(path)
-    assert len(flashes) >= 3, f"too few flashes in the recording: {flashes}"
-    assert len(onsets) >= 3, f"too few tone onsets in the recording: {onsets}"
-    return [round((onset - min(flashes, key=lambda f: abs(f - onset))) * 1000, 1)
-            for onset in onsets]
 
 
 def streams(path: Path) -> list[str]:
@@ -127,7 +80,9 @@ async def test_audio_is_echoed_byte_identical_and_recorded_in_sync(
     assert stats["audio_bytes_received"] == sum(map(len, sent))
     assert stats["audio_level"] is None  # this client writes no level into its headers
 
-    # the recording: both tracks copied, decoding cleanly, each tone with its flash
+    # the recording: finalized at once, both tracks copied, decoding cleanly, each tone with
+    # its flash
+    assert widget.error == ""
     [path] = widget.recordings
     assert streams(Path(path)) == ["vp8", "opus"]
     assert decode_errors(Path(path)) == ""

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from hypothesis import HealthCheck, Phase, given, settings
@@ -130,13 +131,14 @@ def generate_hostile_messages(live: str, offer_sdp: str, count: int) -> list[Any
     return messages
 
 
-async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path: Path) -> None:
+async def test_fuzzed_signaling_never_hurts_a_live_echo(av_clip: Path, tmp_path: Path) -> None:
     """1,000 hostile messages, delivered in small batches with the loop running between them,
-    so that fuzzed offers reach SDP handling and their sessions end, while a live echo runs."""
+    so that fuzzed offers reach SDP handling and their sessions end, while a live echo runs.
+    The live session and the offers the fuzzer mangles carry audio too."""
     widget = EchoWidget(record_to=tmp_path / "live.webm", ice_servers=[], max_sessions=64,
-                        connect_timeout=2)  # mangled offers that still parse never connect
+                        connect_timeout=2, audio=True)  # mangled offers never connect
     signaling = Signaling(widget)
-    client = EchoClient(signaling, vp8_clip, "live", loop=True)
+    client = EchoClient(signaling, av_clip, "live", loop=True, audio=True)
     await client.connect()
     await wait_until(lambda: len(client.echoed) > 10, 10, "echo before fuzzing")
     messages = generate_hostile_messages("live", client.pc.localDescription.sdp, 1000)
@@ -184,8 +186,9 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path
               if r["type"] == "error" and r["fatal"]}
     assert accepted_offers <= failed.keys(), accepted_offers - failed.keys()
     assert set(failed.values()) <= {"bad-offer", "ice-failed"}, set(failed.values())
-    count = len(client.echoed)
+    count, sounds = len(client.echoed), len(client.echo_audio)
     await wait_until(lambda: len(client.echoed) > count + 30, 10, "echo after fuzzing")
+    await wait_until(lambda: len(client.echo_audio) > sounds + 30, 10, "audio after fuzzing")
     await client.close()
     await widget.aclose()
     assert widget.hub.live == {}
@@ -193,6 +196,8 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(vp8_clip: Path, tmp_path
     await asyncio.sleep(0.2)
     assert echo_tasks() == []
     assert decode_errors(tmp_path / "live.webm") == ""
+    with av.open(str(tmp_path / "live.webm")) as recording:
+        assert [s.type for s in recording.streams] == ["video", "audio"]
 
 
 async def test_session_cap(vp8_clip: Path) -> None:
@@ -570,20 +575,28 @@ WARM_UP = 10.0
 
 @pytest.mark.timeout(600 + SOAK_SECONDS * 2)
 async def test_soak_connect_close_cycles_then_continuous_streaming(
-        vp8_clip: Path, tmp_path: Path) -> None:
+        vp8_clip: Path, av_clip: Path, tmp_path: Path) -> None:
     """ECHO_SOAK_CYCLES and ECHO_SOAK_SECONDS scale it up (e.g. 10000 and 3600 locally)."""
-    widget = EchoWidget(record_to=tmp_path / "soak.webm", ice_servers=[], max_sessions=2)
+    widget = EchoWidget(record_to=tmp_path / "soak.webm", ice_servers=[], max_sessions=2,
+                        audio=True)
     widget.transform = lambda frame: frame  # runs in every session that offers processed video
     signaling = Signaling(widget)
     baseline: dict[str, float] | None = None
     for cycle in range(SOAK_CYCLES):
         # every third session shows processed video (a decoder and a transform thread);
-        # every tenth, a snapshot is taken (a decoder for it)
-        client = EchoClient(signaling, vp8_clip, f"c{cycle}", processed=cycle % 3 == 0)
+        # every fourth sends audio too (recorded with it), and every tenth of those is
+        # listened to (an audio decoder); every tenth, a snapshot is taken (a decoder for it)
+        audio = cycle % 4 == 1
+        client = EchoClient(signaling, av_clip if audio else vp8_clip, f"c{cycle}",
+                            processed=cycle % 3 == 0, audio=audio)
         await client.connect()
         await wait_until(lambda c=client: len(c.echoed) > 3, 10, f"cycle {cycle} echoes")
         if cycle % 10 == 5:
             await widget.snapshot(timeout=5)
+        if cycle % 40 == 1:
+            sound = widget.audio_frames()
+            await asyncio.wait_for(anext(sound), 5)
+            await sound.aclose()
         await client.close()
         await wait_until(lambda: not widget.hub.unfinished, 10, f"cycle {cycle} torn down")
         signaling.sent.clear()
@@ -591,6 +604,7 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
             baseline = _resources()
     after_cycles = _resources()
     assert baseline is not None
+    from echo_widget.media.audio import AudioDecoder, AudioPackets
     from echo_widget.media.decoder import FrameDecoder
     from echo_widget.media.forwarder import MediaForwarder
     from echo_widget.media.transform import TransformWorker
@@ -600,7 +614,9 @@ async def test_soak_connect_close_cycles_then_continuous_streaming(
     sessions = [o for o in gc.get_objects() if isinstance(o, EchoSession)]
     assert sessions == [], [(s.id, s.state, s.done) for s in sessions]
     assert not any(isinstance(o, MediaForwarder) for o in gc.get_objects())
-    assert not any(isinstance(o, FrameDecoder | TransformWorker) for o in gc.get_objects())
+    assert not any(isinstance(o, FrameDecoder | TransformWorker | AudioDecoder | AudioPackets)
+                   for o in gc.get_objects())
+    assert widget.stats["audio_packets_forwarded"] > 0, "the soak sent no audio"
     assert widget.stats["frames_decoded"] > 0, "the soak decoded nothing: it tests nothing"
     assert [t.name for t in threading.enumerate() if t.name.startswith("echo-widget")] == []
     peers = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection)]

@@ -332,7 +332,6 @@ class Recorder:
         if self._closed:
             return None
         self._closed = True
-        self._close_audio()
         writer = self._writer
         if not writer.done():
             if self._queue.full():  # make room for the end marker: drop the newest frame
