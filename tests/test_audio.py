@@ -51,10 +51,11 @@ async def stream_clip(widget: EchoWidget, clip: Path, **options: float) -> EchoC
     return client
 
 
-@pytest.mark.parametrize("loss", [0.0, 0.05])
+@pytest.mark.parametrize(("loss", "container"), [(0.0, "webm"), (0.05, "mkv")])
 async def test_audio_is_echoed_byte_identical_and_recorded_in_sync(
-        av_clip: Path, tmp_path: Path, opus_calls: list[str], loss: float) -> None:
-    widget = EchoWidget(ice_servers=[], audio=True, record_to=tmp_path / "av.webm")
+        av_clip: Path, tmp_path: Path, opus_calls: list[str], loss: float,
+        container: str) -> None:
+    widget = EchoWidget(ice_servers=[], audio=True, record_to=tmp_path / f"av.{container}")
     client = await stream_clip(widget, av_clip, audio_loss=loss)
     await wait_until(lambda: len(client.echo_audio) >= len(client.audio_sent) - 5, 5,
                      "the audio came back")
@@ -144,5 +145,27 @@ async def test_audio_off_answers_the_microphone_inactive(av_clip: Path) -> None:
     assert "a=inactive" in audio_section.split("m=", 2)[1]
     assert client.echo_audio == []
     assert widget.hub.snapshot()["audio_packets_received"] == 0
+    await client.close()
+    await widget.aclose()
+
+
+async def test_the_answer_keeps_the_offers_opus_parameters(av_clip: Path) -> None:
+    """In-band FEC and stereo as a browser offers them (aiortc's own offer has none)."""
+    widget = EchoWidget(ice_servers=[], audio=True)
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, av_clip, "a", audio=True)
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    offer = client.pc.localDescription.sdp
+    payload_type = next(line.split(":")[1].split()[0] for line in offer.splitlines()
+                        if line.startswith("a=rtpmap:") and "opus/48000" in line)
+    fmtp = f"a=fmtp:{payload_type} minptime=10;useinbandfec=1;stereo=1"
+    rtpmap = next(line for line in offer.splitlines() if line.startswith(
+        f"a=rtpmap:{payload_type} "))
+    signaling.deliver({"type": "offer", "session": "a",
+                       "sdp": offer.replace(rtpmap, f"{rtpmap}\r\n{fmtp}")})
+    answer = (await signaling.wait_for("answer", "a"))["sdp"]
+    audio = answer[answer.index("m=audio"):]
+    [line] = [x for x in audio.splitlines() if x.startswith(f"a=fmtp:{payload_type} ")]
+    assert {"useinbandfec=1", "stereo=1", "minptime=10"} <= set(line.split(" ", 1)[1].split(";"))
     await client.close()
     await widget.aclose()

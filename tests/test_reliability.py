@@ -394,9 +394,11 @@ def test_a_full_disk_stops_the_recording_with_a_clear_error(tmp_path: Path) -> N
     assert "No space left on device" in outcome["errors"][0], outcome["errors"]
 
 
-@pytest.mark.parametrize("how", ["exit", "kill"])
+@pytest.mark.parametrize(("how", "audio"), [("exit", False), ("kill", False), ("kill", True)],
+                         ids=["exit", "kill", "kill-with-audio"])
 def test_an_interpreter_that_ends_with_live_sessions_leaves_valid_files_and_no_ffmpeg(
-        vp8_clip: Path, tmp_path: Path, how: str) -> None:
+        vp8_clip: Path, av_clip: Path, tmp_path: Path, how: str, audio: bool) -> None:
+    clip = av_clip if audio else vp8_clip
     script = textwrap.dedent(f"""
         import asyncio, os, sys
         sys.path.insert(0, {str(ROOT)!r})
@@ -405,15 +407,16 @@ def test_an_interpreter_that_ends_with_live_sessions_leaves_valid_files_and_no_f
         from echo_widget import EchoWidget
 
         async def main():
-            widget = EchoWidget(record_to=Path({str(tmp_path)!r}) / "live.webm", ice_servers=[])
-            client = EchoClient(Signaling(widget), Path({str(vp8_clip)!r}), "s")
+            widget = EchoWidget(record_to=Path({str(tmp_path)!r}) / "live.webm", ice_servers=[],
+                                audio={audio!r})
+            client = EchoClient(Signaling(widget), Path({str(clip)!r}), "s", audio={audio!r})
             await client.connect()
             try:
                 await wait_until(lambda: widget.stats["frames_recorded"] > 30, 15, "recording")
                 print("STREAMING", flush=True)
                 await asyncio.sleep(1 if {how!r} == "exit" else 60)
             finally:
-                client.track.stop()  # the test client's own player thread
+                (client.av or client.track).stop()  # the test client's own player
         # main returns with the session live; asyncio.run then cancels what is left
         asyncio.run(main())
     """)
@@ -442,6 +445,11 @@ def test_an_interpreter_that_ends_with_live_sessions_leaves_valid_files_and_no_f
     recording = tmp_path / "live.webm"
     assert int(ffprobe_video(recording)["nb_read_packets"]) > 0
     assert decode_errors(recording) == ""
+    with av.open(str(recording)) as container:
+        kinds = [s.type for s in container.streams]
+        sound = sum(1 for p in container.demux(audio=0) if p.size) if audio else 0
+    assert kinds == (["video", "audio"] if audio else ["video"])
+    assert sound >= (30 if audio else 0), "the audio written before the kill is in the file"
 
 
 def _ffmpeg_for(path: Path) -> bool:
