@@ -17,7 +17,10 @@ import pytest
 from echo_widget.media.vp8 import EncodedFrame, is_keyframe
 from echo_widget.recording import Recorder, RecorderError, find_ffmpeg, reserve_path
 from echo_widget.recording.ivf import ivf_file_header, ivf_frame_header
+from echo_widget.recording.recorder import AudioInput
+from echo_widget.recording.sync import SenderClock
 from echo_widget.stats import MediaCounters
+from echo_widget.testing import AvClip
 
 from .conftest import clip_frames, decode_errors, ffprobe_video, recorded_positions
 
@@ -204,3 +207,56 @@ async def test_a_stalled_ffmpeg_costs_frames_never_memory_or_a_wait(
     assert len(positions) == counters.frames_recorded
     assert any(b != a + 1 for a, b in itertools.pairwise(positions)), "no gap: nothing dropped"
     assert positions[-1] == len(frames) - 1, "the recording went on to the end"
+
+
+async def test_a_stalled_ffmpeg_costs_audio_pages_never_a_wait(
+        vp8_clip: Path, av_clip: Path, tmp_path: Path) -> None:
+    """With audio, ffmpeg stopped (SIGSTOP): audio pushes return at once, at most
+    ``max_buffer`` bytes of pages wait, the rest are dropped; the file is whole after it
+    resumes, with both tracks."""
+    video_clock, audio_clock = SenderClock(90_000), SenderClock(48_000)
+    video_clock.update(1 << 32, 0)  # both tracks reported: placed at once, nothing held
+    audio_clock.update(1 << 32, 0)
+    audio = AudioInput(1, video_clock, audio_clock, max_buffer=16 << 10)
+    errors: list[str] = []
+    recorder = Recorder(reserve_path(tmp_path / "av.webm"), find_ffmpeg(), MediaCounters(),
+                        on_error=errors.append, audio=audio)
+    frames = frames_of(vp8_clip)
+    sounds = [data for _, data in AvClip(av_clip).packets["audio"]]
+    video_at = 0
+
+    def push_video(count: int) -> None:
+        nonlocal video_at
+        for _ in range(count):
+            f = frames[video_at % len(frames)]
+            keyframe = f.keyframe or video_at == 0
+            recorder.push(EncodedFrame(f.data, 3000 * video_at, keyframe, 3000 * video_at))
+            video_at += 1
+
+    push_video(1)
+    await asyncio.sleep(0.5)  # ffmpeg is up, both pipes open
+    assert recorder.pid is not None
+    assert audio.transport is not None
+    os.kill(recorder.pid, signal.SIGSTOP)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(2000):  # 40 s of audio while ffmpeg sleeps
+            recorder.push_audio(960 * i, sounds[i % len(sounds)])
+        took = loop.time() - started
+        waiting = audio.transport.get_write_buffer_size()
+    finally:
+        os.kill(recorder.pid, signal.SIGCONT)
+    assert took < 2, f"pushing audio to a stalled ffmpeg took {took:.1f} s"
+    assert waiting <= (16 << 10) + 1000
+    assert audio.pages_dropped > 0
+    for i in range(2000, 2050):  # ffmpeg is back: on it goes
+        push_video(1)
+        recorder.push_audio(960 * i, sounds[i % len(sounds)])
+        await asyncio.sleep(0.002)
+    path = await recorder.aclose()
+    assert errors == []
+    assert path is not None
+    assert decode_errors(path) == ""
+    with av.open(str(path)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]

@@ -37,15 +37,16 @@ logger = logging.getLogger(__name__)
 _FFMPEG_EXIT_TIMEOUT = 10.0
 _MAX_AUDIO_BACKLOG = 500
 """Ogg pages kept while ffmpeg starts (10 s of 20 ms packets)."""
-_MAX_AUDIO_BUFFER = 1 << 20
 
 
 class AudioInput:
     """The audio of a recording: its channels and the two sender clocks that place it."""
 
-    def __init__(self, channels: int, video_clock: SenderClock, audio_clock: SenderClock
-                 ) -> None:
+    def __init__(self, channels: int, video_clock: SenderClock, audio_clock: SenderClock,
+                 *, max_buffer: int = 1 << 20) -> None:
         self.writer = OggOpusWriter(channels)
+        self.max_buffer = max_buffer
+        """Bytes that may wait for ffmpeg's audio pipe; more pages are dropped."""
         self.placement = AudioPlacement(video_clock, audio_clock)
         self.backlog: deque[bytes] = deque()
         """Pages written before ffmpeg's audio pipe is open."""
@@ -175,7 +176,7 @@ class Recorder:
                     audio.backlog.append(page)
                 else:
                     audio.pages_dropped += 1
-            elif transport.is_closing() or transport.get_write_buffer_size() > _MAX_AUDIO_BUFFER:
+            elif transport.is_closing() or transport.get_write_buffer_size() > audio.max_buffer:
                 audio.pages_dropped += 1
             else:
                 transport.write(page)
