@@ -34,6 +34,8 @@ needs small hooks instead:
   video in sync as the browser captured them.
 * the answer's Opus parameters are set on the transceiver's negotiated codecs
   (:func:`set_answer_parameters`).
+* ``OperationError`` (``aiortc.exceptions``, not exported): what ``setRemoteDescription``
+  raises for an m-line with no codec aiortc has; the session calls that a bad offer.
 * SDP and candidate parsing use ``aiortc.sdp``, which is not in aiortc's public API:
   :func:`offered_media` and :func:`parse_candidate`.
 
@@ -69,6 +71,7 @@ from aiortc import (
     rtcrtpreceiver,
     rtcrtpsender,
 )
+from aiortc.exceptions import OperationError as OperationError
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import (
     RTP_HISTORY_SIZE,

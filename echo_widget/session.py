@@ -33,6 +33,7 @@ from . import errors, protocol
 from ._aiortc_compat import (
     EchoRtpSender,
     OfferedMedia,
+    OperationError,
     offered_media,
     on_keyframe_request,
     on_sender_report,
@@ -412,7 +413,7 @@ class EchoSession:
         pc.on("connectionstatechange", self._on_connection_state)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(self._offer_sdp, "offer"))
-        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+        except (ValueError, AttributeError, KeyError, IndexError, OperationError) as exc:
             # aiortc parses leniently, then fails on what is missing (ICE credentials,
             # DTLS fingerprint or role, ...): the offer is unusable, not the kernel broken.
             raise protocol.ProtocolError(f"The offer could not be used ({exc!r}).", self.id,

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from echo_widget import EchoWidget
 from echo_widget.config import (
@@ -200,3 +201,23 @@ async def test_candidates_right_after_the_offer_are_accepted_and_replies_carry_t
     await client.pc.close()
     await widget.aclose()
     assert widget.status == "closed"
+
+
+@pytest.mark.parametrize("audio", [False, True])
+async def test_an_audio_m_line_with_no_known_codec_is_a_bad_offer(audio: bool) -> None:
+    """aiortc refuses any m-line it has no codec for: the offer is bad, not the kernel broken."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="sendrecv")
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    for name in ("opus/48000/2", "PCMU/8000", "PCMA/8000", "G722/8000"):
+        sdp = sdp.replace(name, "nonsense/8000")
+    await pc.close()
+    widget = EchoWidget(ice_servers=[], audio=audio)
+    signaling = Signaling(widget)
+    signaling.deliver({"type": "offer", "session": "s", "sdp": sdp})
+    reply = await signaling.wait_for("error", "s")
+    assert (reply["code"], reply["fatal"]) == ("bad-offer", True), reply
+    assert "could not be used" in reply["message"]
+    await widget.aclose()
