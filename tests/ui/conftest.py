@@ -8,6 +8,7 @@ Screenshots go to ``test-artifacts/`` (not tracked).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_client import BlockingKernelClient
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -194,12 +195,27 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
+_OPEN_CONTEXTS: list[BrowserContext] = []
+"""Contexts made by :func:`new_page`; any a test leaves open (it failed before closing it)
+is closed after the test, so the next test starts with a quiet browser."""
+
+
+@pytest.fixture(autouse=True)
+def _close_left_contexts() -> Iterator[None]:
+    yield
+    while _OPEN_CONTEXTS:
+        context = _OPEN_CONTEXTS.pop()
+        with contextlib.suppress(Exception):  # closed already, or its browser is gone
+            context.close()
+
+
 def new_page(browser: Browser, *, camera: bool = True, microphone: bool = False,
              init_script: str | None = None) -> Page:
     permissions = ["camera"] if camera else []
     context = browser.new_context(permissions=[*permissions, "microphone"] if microphone
                                   else permissions,
                                   viewport={"width": 1280, "height": 1000})
+    _OPEN_CONTEXTS.append(context)
     if init_script is not None:
         context.add_init_script(init_script)
     return context.new_page()
@@ -276,12 +292,18 @@ def wait_for_status(page: Page, status: str, count: int = 1, timeout: float = 30
               return views.length >= count && views.every((v) => v.dataset.status === status);
             }""", arg=[status, count], timeout=timeout)
     except Exception:
-        shot = screenshot(page, "failure")
+        shot = screenshot(page, f"failure-{_current_test()}")
         statuses = page.locator(".echo-widget-status").all_inner_texts()
         errors = page.locator(".echo-widget-error").all_inner_texts()
         outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
         raise AssertionError(f"widgets did not reach {status!r}: statuses {statuses}, errors "
                              f"{errors}, outputs {outputs}; screenshot {shot}") from None
+
+
+def _current_test() -> str:
+    """The running test's name, for a failure screenshot that the next failure won't overwrite."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "unknown").split(" ")[0]
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in current.split("::")[-1])
 
 
 def screenshot(page: Page, name: str) -> Path:
