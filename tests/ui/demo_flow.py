@@ -52,6 +52,7 @@ def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
     resolution = widget.locator("[data-stat=resolution]").inner_text()
     assert resolution == "640\u00d7480", f"the stats panel shows {resolution!r}"
     assert page.locator("img[src^='data:image/png']").count() >= 1, "w.plot() drew nothing"
+    page.locator(".echo-widget").first.scroll_into_view_if_needed()  # Run All ends below it
     screenshot(page, shot_name)
 
     # Closing the tab ends the session at once (the view's bye, not the 3.5 s watchdog) and
