@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import av
 
@@ -33,6 +33,7 @@ from .session import EchoSession, SessionConfig
 from .stats import Stats, StatsBook
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATS_INTERVAL = 1.0
 ENDED_IDS_KEPT = 10_000
@@ -282,35 +283,33 @@ class SessionHub:
 
     # -- the kernel can see -----------------------------------------------------
 
-    def subscribe_audio(self) -> AsyncLatestSlot[av.AudioFrame]:
-        """A new audio consumer: a slot the current session's newest audio frames go to."""
-        slot: AsyncLatestSlot[av.AudioFrame] = AsyncLatestSlot()
-        if self._closed:
-            slot.close()
-            return slot
-        self._audio_consumers.add(slot)
-        self._update_decoding()
-        return slot
-
-    def unsubscribe_audio(self, slot: AsyncLatestSlot[av.AudioFrame]) -> None:
-        """The audio consumer is gone; decoding stops with the last one."""
-        self._audio_consumers.discard(slot)
-        slot.close()
-        self._update_decoding()
-
     def subscribe(self) -> AsyncLatestSlot[av.VideoFrame]:
         """A new frame consumer: a slot the current session's newest frames go to."""
-        slot: AsyncLatestSlot[av.VideoFrame] = AsyncLatestSlot()
-        if self._closed:
-            slot.close()
-            return slot
-        self._consumers.add(slot)
-        self._update_decoding()
-        return slot
+        return self._join(self._consumers)
 
     def unsubscribe(self, slot: AsyncLatestSlot[av.VideoFrame]) -> None:
         """The consumer is gone; decoding stops with the last one."""
-        self._consumers.discard(slot)
+        self._leave(self._consumers, slot)
+
+    def subscribe_audio(self) -> AsyncLatestSlot[av.AudioFrame]:
+        """A new audio consumer: a slot the current session's newest audio frames go to."""
+        return self._join(self._audio_consumers)
+
+    def unsubscribe_audio(self, slot: AsyncLatestSlot[av.AudioFrame]) -> None:
+        """The audio consumer is gone; audio decoding stops with the last one."""
+        self._leave(self._audio_consumers, slot)
+
+    def _join(self, consumers: set[AsyncLatestSlot[T]]) -> AsyncLatestSlot[T]:
+        slot: AsyncLatestSlot[T] = AsyncLatestSlot()
+        if self._closed:
+            slot.close()
+            return slot
+        consumers.add(slot)
+        self._update_decoding()
+        return slot
+
+    def _leave(self, consumers: set[AsyncLatestSlot[T]], slot: AsyncLatestSlot[T]) -> None:
+        consumers.discard(slot)
         slot.close()
         self._update_decoding()
 
