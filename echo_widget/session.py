@@ -26,6 +26,7 @@ from aiortc import (
     RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 
@@ -455,7 +456,7 @@ class EchoSession:
         self._listener.send(protocol.answer(self.id, pc.localDescription.sdp))
         self._watchdog = asyncio.ensure_future(self._watch_media())
 
-    def _echo_audio(self, transceiver: Any, offered: OfferedMedia) -> None:
+    def _echo_audio(self, transceiver: RTCRtpTransceiver, offered: OfferedMedia) -> None:
         """Echo the microphone as the camera: Opus packets re-stamped, never decoded."""
         fmtp = offered.parameters.get("audio/opus", {})
         # the answer mirrors the offer: in-band FEC asked for, stereo as offered, and the
