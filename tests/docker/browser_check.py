@@ -67,7 +67,10 @@ def main(url: str, token: str) -> None:
         assert after[0] > before[0] > 0, (before, after)
         assert after[1] > before[1] > 0, (before, after)
         assert page.locator(".echo-widget-error").inner_text() == ""
-        page.locator(".echo-widget").first.scroll_into_view_if_needed()  # Run All ends below it
+        # Run All leaves the notebook at its end: show the widget, once a frame is painted
+        page.locator(".echo-widget").first.scroll_into_view_if_needed()
+        page.locator(".echo-widget video").nth(1).evaluate(
+            "(v) => new Promise((done) => v.requestVideoFrameCallback(() => done(true)))")
         screenshot(page, "container-jupyterlab-echo")
         page.context.close()  # the tab closes: the session ends, the recording is finalized
         print("browser echo against the container: OK", after)

@@ -52,7 +52,10 @@ def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
     resolution = widget.locator("[data-stat=resolution]").inner_text()
     assert resolution == "640\u00d7480", f"the stats panel shows {resolution!r}"
     assert page.locator("img[src^='data:image/png']").count() >= 1, "w.plot() drew nothing"
-    page.locator(".echo-widget").first.scroll_into_view_if_needed()  # Run All ends below it
+    # Run All leaves the notebook at its end: show the widget, once a frame is painted
+    page.locator(".echo-widget").first.scroll_into_view_if_needed()
+    page.locator(".echo-widget video").nth(1).evaluate(
+        "(v) => new Promise((done) => v.requestVideoFrameCallback(() => done(true)))")
     screenshot(page, shot_name)
 
     # Closing the tab ends the session at once (the view's bye, not the 3.5 s watchdog) and
