@@ -406,6 +406,7 @@ var Session = class {
     const audio = microphone ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] }) : null;
     this.sender = camera.sender;
     this.audioSender = audio?.sender ?? null;
+    this.echoReceivers = [camera.receiver, ...audio ? [audio.receiver] : []];
     const codecs = rtc.videoCodecs();
     preferVp8(camera, codecs);
     preferVp8(processed, codecs);
@@ -449,6 +450,17 @@ var Session = class {
    */
   async replaceAudioTrack(track) {
     if (!this.#closed && this.audioSender) await this.audioSender.replaceTrack(track);
+  }
+  /**
+   * Hold the echo back by `ms` (the receivers' jitter buffer target; the echoed audio is
+   * held as much, to stay in sync). Browsers without `jitterBufferTarget` ignore it.
+   * @param {number} ms
+   */
+  holdEcho(ms) {
+    if (this.#closed) return;
+    for (const receiver of this.echoReceivers) {
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+    }
   }
   /** @returns {Promise<{local: string, remote: string} | null>} the selected candidates' kinds */
   async candidateTypes() {
@@ -665,6 +677,13 @@ var EchoController = class {
     if (microphone) await this.session?.replaceAudioTrack(microphone);
   }
   /**
+   * Hold the echo back so that the kernel's late overlays land on their frames.
+   * @param {number} ms
+   */
+  holdEcho(ms) {
+    this.session?.holdEcho(ms);
+  }
+  /**
    * End the session with the kernel, keeping the camera.
    * @param {string} [detail] for the status line
    */
@@ -778,8 +797,41 @@ function setText(node, text) {
 
 // js/src/overlay.js
 var OVERLAY_TTL_MS = 1e3;
-var TICKS_PER_FRAME = 3e3;
 var MAX_PENDING = 30;
+var SHOWN_KEPT = 30;
+var MAX_OVERLAY_DELAY_MS = 300;
+var OVERLAY_DELAY_MARGIN_MS = 20;
+var OVERLAY_DELAY_HOLD_MS = 5e3;
+var OVERLAY_DELAY_DECAY_MS_PER_S = 20;
+var OverlayDelay = class {
+  #ms = 0;
+  #lastLate = -Infinity;
+  #lastUpdate = -Infinity;
+  /** The delay now, in ms (0 to MAX_OVERLAY_DELAY_MS). */
+  get ms() {
+    return this.#ms;
+  }
+  /**
+   * An overlay arrived `missedBy` ms after its frame was shown, with `delayThen` in force.
+   * @param {number} missedBy
+   * @param {number} delayThen
+   * @param {number} now wall clock, ms
+   */
+  late(missedBy, delayThen, now) {
+    this.#ms = Math.min(MAX_OVERLAY_DELAY_MS, Math.max(this.#ms, delayThen + missedBy + OVERLAY_DELAY_MARGIN_MS));
+    this.#lastLate = now;
+  }
+  /** @param {number} now wall clock, ms */
+  update(now) {
+    const since = Math.max(this.#lastUpdate, this.#lastLate + OVERLAY_DELAY_HOLD_MS);
+    if (now > since) this.#ms = Math.max(0, this.#ms - (now - since) * OVERLAY_DELAY_DECAY_MS_PER_S / 1e3);
+    this.#lastUpdate = now;
+  }
+  reset() {
+    this.#ms = 0;
+    this.#lastLate = -Infinity;
+  }
+};
 var ticksSince = (ts, frameTs) => frameTs - ts | 0;
 var OverlayTimeline = class {
   /** @type {Overlay[]} in order of arrival */
@@ -787,6 +839,9 @@ var OverlayTimeline = class {
   /** @type {Drawn | null} */
   #drawn = null;
   #lastArrival = -Infinity;
+  /** @type {{ts: number, at: number, delay: number}[]} the last frames shown (RTP timestamp, when, the delay then), oldest first */
+  #shown = [];
+  delay = new OverlayDelay();
   /**
    * An overlay arrived. Empty shapes clear the drawing and everything pending at once.
    * @param {Overlay} overlay
@@ -795,16 +850,25 @@ var OverlayTimeline = class {
   add(overlay, now) {
     this.#lastArrival = now;
     if (overlay.shapes.length === 0) {
-      this.clear();
+      this.#forgetOverlays();
       return;
     }
+    const ts = overlay.timestamp;
+    const own = ts === null ? void 0 : this.#shown.find((shown) => ticksSince(ts, shown.ts) >= 0);
+    if (own) this.delay.late(now - own.at, own.delay, now);
     this.#pending.push(overlay);
     if (this.#pending.length > MAX_PENDING) this.#pending.shift();
   }
-  /** Forget every overlay (the echo stopped). */
+  /** Forget every overlay and every frame shown (the echo stopped or changed). */
   clear() {
+    this.#forgetOverlays();
+    this.#shown = [];
+  }
+  /** Forget every overlay and hold the echo back no more (the overlays stopped). */
+  #forgetOverlays() {
     this.#pending = [];
     this.#drawn = null;
+    this.delay.reset();
   }
   /**
    * An echo frame is shown: what to draw over it. The newest pending overlay at or before
@@ -815,7 +879,8 @@ var OverlayTimeline = class {
    * @returns {Drawn | null}
    */
   frame(frameTs, now) {
-    if (now - this.#lastArrival >= OVERLAY_TTL_MS) this.clear();
+    if (now - this.#lastArrival >= OVERLAY_TTL_MS) this.#forgetOverlays();
+    this.delay.update(now);
     let newest = null;
     let newestAge = Infinity;
     const waiting = [];
@@ -830,7 +895,13 @@ var OverlayTimeline = class {
     }
     this.#pending = waiting;
     if (newest) {
-      this.#drawn = { overlay: newest, frameTs, lateFrames: Math.round(newestAge / TICKS_PER_FRAME) };
+      const ts = newest.timestamp;
+      const missed = frameTs === null || ts === null ? 0 : this.#shown.filter((shown) => ticksSince(ts, shown.ts) >= 0).length;
+      this.#drawn = { overlay: newest, frameTs, lateFrames: missed, lateTicks: newestAge };
+    }
+    if (frameTs !== null && this.#shown.at(-1)?.ts !== frameTs) {
+      this.#shown.push({ ts: frameTs, at: now, delay: this.delay.ms });
+      if (this.#shown.length > SHOWN_KEPT) this.#shown.shift();
     }
     return this.#drawn;
   }
@@ -881,23 +952,41 @@ var OverlayCanvas = class {
   #layout = "";
   /** @type {number | null} the pending frame callback */
   #callback = null;
-  /** @param {HTMLVideoElement} video the echo video */
-  constructor(video) {
+  /** The echo hold last asked for, in ms. */
+  #held = 0;
+  /**
+   * @param {HTMLVideoElement} video the echo video
+   * @param {(ms: number) => void} [holdEcho] asked to hold the echo back by so many ms
+   *   (rounded to 10) so that late overlays land on their frames; 0: no more
+   */
+  constructor(video, holdEcho) {
     this.video = video;
+    this.holdEcho = holdEcho;
     this.canvas = /** @type {HTMLCanvasElement} */
     element("canvas", "echo-widget-overlay");
     this.canvas.setAttribute("aria-hidden", "true");
+    this.canvas.dataset.holdMs = "0";
     this.#expose(null);
     this.#schedule();
   }
   /** @param {Overlay} overlay shapes from the kernel */
   add(overlay) {
     this.timeline.add(overlay, performance.now());
+    this.#hold();
   }
   /** Forget every overlay and clear the drawing (a new echo, or none). */
   clear() {
     this.timeline.clear();
     this.#draw(null);
+    this.#hold();
+  }
+  /** Ask for the hold the timeline wants, when it changed. */
+  #hold() {
+    const ms = Math.ceil(this.timeline.delay.ms / 10) * 10;
+    if (ms === this.#held) return;
+    this.#held = ms;
+    this.canvas.dataset.holdMs = String(ms);
+    this.holdEcho?.(ms);
   }
   /** Stop following the video's frames. */
   destroy() {
@@ -916,6 +1005,7 @@ var OverlayCanvas = class {
   #onFrame(frameTs) {
     const drawn = this.timeline.frame(frameTs, performance.now());
     if (drawn !== this.#drawn || this.#measure() !== this.#layout) this.#draw(drawn);
+    this.#hold();
     this.#schedule();
   }
   #measure() {
@@ -952,6 +1042,7 @@ var OverlayCanvas = class {
     data.overlayTs = String(drawn?.overlay.timestamp ?? "");
     data.frameTs = String(drawn?.frameTs ?? "");
     data.lateFrames = String(drawn?.lateFrames ?? 0);
+    data.lateTicks = String(drawn?.lateTicks ?? 0);
   }
 };
 
@@ -1196,7 +1287,7 @@ var EchoView = class {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
-    this.overlay = new OverlayCanvas(echo.video);
+    this.overlay = new OverlayCanvas(echo.video, (ms) => this.controller.holdEcho(ms));
     echo.video.after(this.overlay.canvas);
     const processed = videoFigure("Processed by kernel");
     processed.figure.classList.add("echo-widget-processed");

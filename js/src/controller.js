@@ -189,6 +189,14 @@ export class EchoController {
   }
 
   /**
+   * Hold the echo back so that the kernel's late overlays land on their frames.
+   * @param {number} ms
+   */
+  holdEcho(ms) {
+    this.session?.holdEcho(ms);
+  }
+
+  /**
    * End the session with the kernel, keeping the camera.
    * @param {string} [detail] for the status line
    */

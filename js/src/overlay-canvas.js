@@ -72,12 +72,20 @@ export class OverlayCanvas {
   #layout = "";
   /** @type {number | null} the pending frame callback */
   #callback = null;
+  /** The echo hold last asked for, in ms. */
+  #held = 0;
 
-  /** @param {HTMLVideoElement} video the echo video */
-  constructor(video) {
+  /**
+   * @param {HTMLVideoElement} video the echo video
+   * @param {(ms: number) => void} [holdEcho] asked to hold the echo back by so many ms
+   *   (rounded to 10) so that late overlays land on their frames; 0: no more
+   */
+  constructor(video, holdEcho) {
     this.video = video;
+    this.holdEcho = holdEcho;
     this.canvas = /** @type {HTMLCanvasElement} */ (element("canvas", "echo-widget-overlay"));
     this.canvas.setAttribute("aria-hidden", "true");
+    this.canvas.dataset.holdMs = "0";
     this.#expose(null);
     this.#schedule();
   }
@@ -85,12 +93,23 @@ export class OverlayCanvas {
   /** @param {Overlay} overlay shapes from the kernel */
   add(overlay) {
     this.timeline.add(overlay, performance.now());
+    this.#hold();
   }
 
   /** Forget every overlay and clear the drawing (a new echo, or none). */
   clear() {
     this.timeline.clear();
     this.#draw(null);
+    this.#hold();
+  }
+
+  /** Ask for the hold the timeline wants, when it changed. */
+  #hold() {
+    const ms = Math.ceil(this.timeline.delay.ms / 10) * 10;
+    if (ms === this.#held) return;
+    this.#held = ms;
+    this.canvas.dataset.holdMs = String(ms);
+    this.holdEcho?.(ms);
   }
 
   /** Stop following the video's frames. */
@@ -115,6 +134,7 @@ export class OverlayCanvas {
   #onFrame(frameTs) {
     const drawn = this.timeline.frame(frameTs, performance.now());
     if (drawn !== this.#drawn || this.#measure() !== this.#layout) this.#draw(drawn);
+    this.#hold();
     this.#schedule();
   }
 
@@ -154,5 +174,6 @@ export class OverlayCanvas {
     data.overlayTs = String(drawn?.overlay.timestamp ?? "");
     data.frameTs = String(drawn?.frameTs ?? "");
     data.lateFrames = String(drawn?.lateFrames ?? 0);
+    data.lateTicks = String(drawn?.lateTicks ?? 0);
   }
 }

@@ -101,6 +101,8 @@ export class Session {
       : null;
     this.sender = camera.sender;
     this.audioSender = audio?.sender ?? null;
+    /** @type {RTCRtpReceiver[]} the echo's receivers, video first */
+    this.echoReceivers = [camera.receiver, ...(audio ? [audio.receiver] : [])];
     const codecs = rtc.videoCodecs();
     preferVp8(camera, codecs);
     preferVp8(processed, codecs);
@@ -150,6 +152,17 @@ export class Session {
     if (!this.#closed && this.audioSender) await this.audioSender.replaceTrack(track);
   }
 
+  /**
+   * Hold the echo back by `ms` (the receivers' jitter buffer target; the echoed audio is
+   * held as much, to stay in sync). Browsers without `jitterBufferTarget` ignore it.
+   * @param {number} ms
+   */
+  holdEcho(ms) {
+    if (this.#closed) return;
+    for (const receiver of this.echoReceivers) {
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+    }
+  }
 
   /** @returns {Promise<{local: string, remote: string} | null>} the selected candidates' kinds */
   async candidateTypes() {

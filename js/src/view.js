@@ -50,7 +50,7 @@ export class EchoView {
     this.localVideo = local.video;
     this.localCaption = local.caption;
     this.echoVideo = echo.video;
-    this.overlay = new OverlayCanvas(echo.video);
+    this.overlay = new OverlayCanvas(echo.video, (ms) => this.controller.holdEcho(ms));
     echo.video.after(this.overlay.canvas);
     const processed = videoFigure("Processed by kernel");
     processed.figure.classList.add("echo-widget-processed");

@@ -98,6 +98,7 @@ export function fakeGetUserMedia() {
  * @property {RTCRtpTransceiverInit} init
  * @property {RTCRtpCodec[] | null} codecPreferences
  * @property {{replaceTrack: (track: MediaStreamTrack) => Promise<void>}} sender
+ * @property {{jitterBufferTarget: number | null}} receiver
  * @property {(codecs: RTCRtpCodec[]) => void} setCodecPreferences
  */
 
@@ -146,6 +147,7 @@ export class FakePeerConnection {
       init,
       codecPreferences: null,
       sender: { replaceTrack: async (/** @type {MediaStreamTrack} */ t) => { this.replacedTracks.push(t); } },
+      receiver: { jitterBufferTarget: null },
       setCodecPreferences: (/** @type {RTCRtpCodec[]} */ codecs) => { transceiver.codecPreferences = codecs; },
     };
     this.transceivers.push(transceiver);

@@ -266,6 +266,24 @@ describe("Session", () => {
     assert.equal(pc.replacedTracks.length, 1);
   });
 
+  it("holds the echo's video and audio back by the same jitter buffer target, not once closed", () => {
+    const model = new FakeModel();
+    model.set("audio", true);
+    const session = new Session({
+      model: model.asModel(),
+      stream: new FakeStream(new FakeTrack(), new FakeTrack("audio")).asStream(),
+      rtc: fakeRtc,
+      events: { onTrack() {}, onProcessedTrack() {}, onConnected() {}, onSilent() {}, onError() {},
+        onKernelError() {}, onOverlay() {}, onClose() {} },
+    });
+    const receivers = lastPeer().transceivers.map((t) => t.receiver);
+    session.holdEcho(120);
+    assert.deepEqual(receivers.map((r) => r.jitterBufferTarget), [120, null, 120], "camera, processed, microphone");
+    session.close();
+    session.holdEcho(0);
+    assert.deepEqual(receivers.map((r) => r.jitterBufferTarget), [120, null, 120]);
+  });
+
   it("tells the kinds of the selected candidates", async () => {
     const { session, pc } = makeSession();
     pc.stats = new Map(Object.entries({
