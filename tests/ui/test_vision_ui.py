@@ -96,7 +96,7 @@ def test_a_box_is_drawn_over_the_echo_on_its_own_frame(lab: Server, browser: Bro
             late.append(int(canvas.get_attribute("data-late-frames") or -1))
             ticks.append(int(canvas.get_attribute("data-late-ticks") or -1))
             time.sleep(0.1)
-        assert max(late) <= 1, f"drawn more than one shown frame after its own: {late}, ticks {ticks}"
+        assert max(late) <= 1, f"drawn over one shown frame after its own: {late}, ticks {ticks}"
         assert min(late) >= 0
         # The box's left edge, in the video's pixels, mapped to the page.
         spot = page.evaluate("""([x, y, h]) => {
