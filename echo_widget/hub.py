@@ -157,7 +157,11 @@ class SessionHub:
             self._route(protocol.parse_message(content))
         except protocol.ProtocolError as exc:
             logger.warning("echo-widget: %s (message: %.200r)", exc, content)
-            self._owner.send(protocol.error(exc.session, exc.code, str(exc)))
+            # A refused offer leaves its view with no session: fatal, so the view stops
+            # waiting. A second offer on a live session leaves that session running.
+            refused = (isinstance(content, dict) and content.get("type") == "offer"
+                       and exc.session not in self._sessions)
+            self._owner.send(protocol.error(exc.session, exc.code, str(exc), fatal=refused))
         except Exception as exc:
             logger.exception("echo-widget: could not handle %.200r", content)
             session = content.get("session") if isinstance(content, dict) else None

@@ -12,7 +12,7 @@ import contextlib
 import html
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -117,6 +117,14 @@ class _Pages:
         for session in sessions:
             if session in hub.live:
                 hub.handle({"type": "bye", "session": session})
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, call: Callable[[], object]) -> None:
+    """Call now when on ``loop``, else hand the call to it (from any thread)."""
+    if loop is running_loop():
+        call()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(call)
 
 
 def _log_check_failure(task: asyncio.Task[CheckReport]) -> None:
@@ -528,11 +536,8 @@ class EchoWidget(anywidget.AnyWidget):
             hub.close_soon()
         popouts: PopoutServer | None = getattr(self, "_popouts", None)
         if popouts is not None and hub is not None and hub.loop is not None:
-            if hub.loop is running_loop():
-                popouts.close_soon()
-            elif not hub.loop.is_closed():
-                hub.loop.call_soon_threadsafe(popouts.close_soon)
+            _call_on(hub.loop, popouts.close_soon)
         checking: asyncio.Task[CheckReport] | None = getattr(self, "_checking", None)
         if checking is not None:
-            checking.cancel()
+            _call_on(checking.get_loop(), checking.cancel)
         super().close()

@@ -289,6 +289,50 @@ async def test_messages_from_another_thread_run_on_the_widgets_loop(
     await client.close(bye=False)
 
 
+async def test_close_from_another_thread_closes_everything_on_the_widgets_loop(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    """ipywidgets' close() may come from any thread: nothing of the loop is touched there."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    asyncio.get_running_loop().set_debug(True)  # a call from the wrong thread raises
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "t")
+    await client.connect()
+    link = widget.popout()
+    checking = asyncio.ensure_future(widget.check(timeout=30))  # no view answers: it waits
+    await wait_until(lambda: widget.stats["frames_recorded"] > 10, 10, "recording")
+    failures: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            widget.close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    assert failures == []
+    await wait_until(lambda: widget.hub.closing is not None and widget.hub.closing.done(), 15,
+                     "the sessions closed")
+    with pytest.raises(asyncio.CancelledError):
+        await checking
+    assert widget.status == "closed"
+    assert widget.recordings == [str(tmp_path / "echo.webm")]
+    assert decode_errors(tmp_path / "echo.webm") == ""
+    await wait_until(lambda: widget._popout.get("url") == "", 10, "the pop-out stopped")
+
+    def fetch() -> None:
+        urllib.request.urlopen(link.url, timeout=2)
+
+    with pytest.raises(urllib.error.URLError):
+        await asyncio.to_thread(fetch)
+    await client.close(bye=False)
+
+
 async def test_a_live_session_starts_no_lingering_thread(vp8_clip: Path) -> None:
     """aiortc's decoder thread is not a daemon: an idle one per session would pile up and
     keep the interpreter from exiting. The tap ends it at once."""

@@ -210,6 +210,15 @@ async def test_session_cap(vp8_clip: Path) -> None:
     error = await signaling.wait_for("error", "v2")
     assert "already has 2 live sessions" in error["message"]
     assert "max_sessions" in error["message"]
+    assert (error["code"], error["fatal"]) == ("too-many-sessions", True), \
+        "the refused view must stop waiting"
+    signaling.deliver({"type": "offer", "session": "v1", "sdp": clients[1].pc.localDescription.sdp})
+    again = [m for m in signaling.of("v1") if m["type"] == "error"]
+    assert [(m["code"], m["fatal"]) for m in again] == [("duplicate-offer", False)], \
+        "a second offer leaves the live session running"
+    signaling.deliver({"type": "offer", "session": "v9", "sdp": "x" * 200_000})
+    refused = signaling.of("v9")[-1]
+    assert (refused["code"], refused["fatal"]) == ("bad-message", True)
     await clients[0].close()
     await wait_until(lambda: len(widget.hub.live) == 1, 5, "a slot frees up")
     third = EchoClient(signaling, vp8_clip, "v3")
