@@ -49,6 +49,7 @@ from .media.frames import VideoFrames
 from .media.transform import ProcessedTrack, Transform, TransformWorker
 from .media.vp8 import VP8
 from .recording import Recorder, RecorderError
+from .recording.files import holds_audio
 from .recording.recorder import AudioInput
 from .recording.sync import SenderClock
 from .stats import MediaCounters, SessionStats, percentile
@@ -337,12 +338,12 @@ class EchoSession:
         if self.recorder is not None:
             raise RecorderError(f"Already recording to {self.recorder.path}; "
                                 "call stop_recording() first.")
-        audio = None if self.audio is None else AudioInput(
+        audio = None if self.audio is None or not holds_audio(path) else AudioInput(
             self._audio_channels, self.clocks["video"], self.clocks["audio"])
         recorder = Recorder.open(path, self._counters, on_error=self._recording_error,
                                  audio=audio)
         self.video.attach(recorder)
-        if self.audio is not None:
+        if self.audio is not None and audio is not None:
             self.audio.attach(recorder)
         return recorder.path
 
@@ -355,7 +356,7 @@ class EchoSession:
         if recorder is None:
             return None
         self.video.detach(recorder)
-        if self.audio is not None:
+        if self.audio is not None and recorder.audio is not None:
             self.audio.detach(recorder)
         task = asyncio.ensure_future(self._finalize(recorder))
         self._finalizing.add(task)

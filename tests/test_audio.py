@@ -94,6 +94,25 @@ async def test_audio_is_echoed_byte_identical_and_recorded_in_sync(
     assert abs(stats["av_offset_ms"]) <= 20
 
 
+async def test_an_ivf_recording_with_audio_on_holds_the_video_alone(
+        av_clip: Path, tmp_path: Path) -> None:
+    """IVF holds VP8 but not Opus: the video is recorded, whole, and nothing fails."""
+    widget = EchoWidget(ice_servers=[], audio=True, record_to=tmp_path / "av.ivf")
+    client = await stream_clip(widget, av_clip)
+    await wait_until(lambda: len(client.echo_audio) >= len(client.audio_sent) - 5, 5,
+                     "the audio came back")
+    await client.close()
+    await widget.aclose()
+    assert widget.error == ""
+    [path] = widget.recordings
+    assert streams(Path(path)) == ["vp8"]
+    assert decode_errors(Path(path)) == ""
+    with av.open(path) as container:
+        assert container.format.name == "ivf"
+        frames = sum(1 for packet in container.demux(video=0) if packet.size)
+    assert frames >= widget.hub.snapshot()["frames_recorded"] - 1 > 30
+
+
 async def test_audio_frames_decode_what_was_sent(av_clip: Path) -> None:
     widget = EchoWidget(ice_servers=[], audio=True)
     client = EchoClient(Signaling(widget), av_clip, "a", audio=True, loop=True)

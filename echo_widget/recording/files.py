@@ -7,6 +7,15 @@ import shutil
 from pathlib import Path
 
 FFMPEG_ENV = "ECHO_WIDGET_FFMPEG"
+VIDEO_ONLY_SUFFIXES = frozenset({".ivf"})
+"""Containers that hold VP8 but no Opus: the recording then has no audio."""
+MATROSKA_SUFFIXES = frozenset({".webm", ".mkv"})
+"""Containers written in clusters of at most 1 s (what a killed ffmpeg leaves still plays)."""
+
+
+def holds_audio(path: Path) -> bool:
+    """Whether a recording to ``path`` can carry the Opus track (IVF can't)."""
+    return path.suffix.lower() not in VIDEO_ONLY_SUFFIXES
 
 
 class RecorderError(Exception):

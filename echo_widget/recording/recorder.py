@@ -27,7 +27,7 @@ from pathlib import Path
 from echo_widget.media.vp8 import VIDEO_CLOCK_RATE, EncodedFrame, keyframe_size
 from echo_widget.stats import MediaCounters
 
-from .files import find_ffmpeg, reserve_path
+from .files import MATROSKA_SUFFIXES, find_ffmpeg, reserve_path
 from .ivf import ivf_file_header, ivf_frame_header
 from .ogg import OggOpusWriter
 from .sync import AudioPlacement, Page, SenderClock
@@ -234,14 +234,16 @@ class Recorder:
             inputs += ["-probesize", "32", "-analyzeduration", "0",
                        "-f", "ogg", "-i", f"pipe:{audio_read}",
                        "-map", "0:v", "-map", "1:a", "-copyts"]
+        # Write each frame through, in WebM/Matroska clusters of at most 1 s, so that a
+        # killed ffmpeg leaves a file that plays up to its last frames (without
+        # -flush_packets nothing reaches the file for seconds).
+        output = ["-flush_packets", "1"]
+        if self.path.suffix.lower() in MATROSKA_SUFFIXES:
+            output += ["-cluster_time_limit", "1000"]
         try:
             self._process = await asyncio.create_subprocess_exec(
                 self._executable, "-hide_banner", "-nostats", "-loglevel", "error",
-                *inputs, "-c", "copy",
-                # Write each frame through, in WebM/Matroska clusters of at most 1 s, so
-                # that a killed ffmpeg leaves a file that plays up to its last frames
-                # (without -flush_packets nothing reaches the file for seconds).
-                "-flush_packets", "1", "-cluster_time_limit", "1000",
+                *inputs, "-c", "copy", *output,
                 "-y", str(self.path),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
