@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -104,13 +103,6 @@ def poll_kernel(client: BlockingKernelClient, code: str, condition: Any, what: s
         time.sleep(0.25)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_server(kind: str, base: Path) -> Server:
     root, home = base / "root", base / "home"
     root.mkdir()
@@ -121,25 +113,29 @@ def start_server(kind: str, base: Path) -> Server:
         parents=True)
     (home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" /
      "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    port = _free_port()
     app, expose = (("jupyterlab", "--LabApp.expose_app_in_browser=True") if kind == "lab" else
                    ("notebook", "--JupyterNotebookApp.expose_app_in_browser=True"))
     log = (base / f"{kind}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", app, "--allow-root", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", f"--ServerApp.root_dir={root}",
+         # The server picks a free port itself and says which in its runtime file: no
+         # port is reserved here and released for another process to take first.
+         "--ServerApp.port=0", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
          f"--IdentityProvider.token={TOKEN}", expose,
          # echo.test (mapped to 127.0.0.1 by the browser) is the "remote" http:// page
          f"--ServerApp.local_hostnames={LOCAL_HOSTNAMES}"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
-    url = f"http://127.0.0.1:{port}"
+    info = home / "runtime" / f"jpserver-{process.pid}.json"
+    url = ""
     deadline = time.monotonic() + 60
     while True:
         try:
+            if not url:
+                url = f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
             with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2):
                 break
-        except OSError:
+        except (OSError, ValueError, KeyError):
             if process.poll() is not None or time.monotonic() > deadline:
                 stop_server(process)
                 raise AssertionError(f"{app} did not start:\n" +

@@ -28,17 +28,40 @@ pytestmark = pytest.mark.usefixtures("peer_network")
 TURN_USER, TURN_PASSWORD = "echo", "test-secret"
 
 
+def free_udp_and_tcp_port() -> int:
+    """A port free for UDP and for TCP on 127.0.0.1 (coturn listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for both UDP and TCP")
+
+
+def relay_ports(count: int = 100) -> tuple[int, int]:
+    """A relay port range outside the ephemeral range, so no client socket can hold one."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    if high + count < 65536:
+        return high + 1, high + count
+    assert low - count > 1024, f"no room for relay ports beside the ephemeral {low}-{high}"
+    return low - count, low - 1
+
+
 @pytest.fixture(scope="module")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """coturn on 127.0.0.1:3478 (inside the test's namespace) with one long-term user."""
     binary = shutil.which("turnserver")
     assert binary, "coturn is needed for the TURN test (apt install coturn)"
-    with socket.socket() as s:  # a free port for this run
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_udp_and_tcp_port()
+    low, high = relay_ports()
     process = subprocess.Popen(
         [binary, "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
-         "--min-port=49160", "--max-port=49260", "--lt-cred-mech",
+         f"--min-port={low}", f"--max-port={high}", "--lt-cred-mech",
          f"--user={TURN_USER}:{TURN_PASSWORD}", "--realm=echo-widget.test",
          "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--fingerprint",
          "--no-software-attribute",
