@@ -141,7 +141,7 @@ async def test_display_has_a_fallback_and_a_view_that_never_starts_is_reported()
         assert "JupyterLab 4" in data[mime]
     assert data["text/html"].startswith("<p>")  # escaped
     assert "&#x27;" in data["text/html"]
-    await asyncio.sleep(0.6)
+    await wait_until(lambda: widget.error != "", 5, "the view timeout")
     assert widget.error == VIEW_TIMEOUT.format(timeout=0.3)
     assert "anywidget" in widget.error
     assert "console" in widget.error

@@ -87,7 +87,7 @@ async def test_a_view_that_never_starts_is_reported_and_a_hello_settles_it() -> 
     owner = Owner()
     hub = SessionHub(owner, max_sessions=1)
     hub.expect_view(0.05)
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: bool(owner.errors), 5, "the view timeout")
     assert [code for code, _ in owner.errors] == ["view-timeout"]
     hub.expect_view(0.05)
     hub.handle({"type": "hello", "session": "v"})

@@ -22,7 +22,7 @@ from echo_widget.recording.sync import SenderClock
 from echo_widget.stats import MediaCounters
 from echo_widget.testing import AvClip
 
-from .conftest import clip_frames, decode_errors, ffprobe_video, recorded_positions
+from .conftest import clip_frames, decode_errors, ffprobe_video, recorded_positions, wait_until
 
 pytestmark = pytest.mark.usefixtures("ffmpeg_children")
 
@@ -119,7 +119,7 @@ async def test_an_ffmpeg_that_cannot_run_is_a_clear_error(tmp_path: Path, vp8_cl
     await asyncio.sleep(0.1)
     assert errors == [], "ffmpeg starts with the first frame, not before"
     recorder.push(frames_of(vp8_clip)[0])
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: bool(errors), 5, "the failed start is reported")
     recorder.resync()  # a working recorder would now refuse a delta frame and want a keyframe
     assert not frames_of(vp8_clip)[1].keyframe
     assert recorder.push(frames_of(vp8_clip)[1]), "after the failure it asks for nothing"
@@ -149,11 +149,11 @@ async def test_ffmpeg_killed_mid_recording_keeps_what_was_recorded(
     for frame in frames[:60]:
         recorder.push(frame)
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: counters.frames_recorded == 60, 10, "the 60 frames reach ffmpeg")
     assert recorder.pid is not None
     written = counters.frames_recorded
     os.kill(recorder.pid, signal.SIGKILL)
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: len(errors) == 1, 10, "the kill is noticed")
     for frame in frames[60:]:  # pushing after the crash neither raises nor blocks
         assert recorder.push(frame)
     path = await recorder.aclose()
@@ -183,7 +183,7 @@ async def test_a_stalled_ffmpeg_costs_frames_never_memory_or_a_wait(
     frames = [EncodedFrame(f.data, 3000 * i, f.keyframe)  # the clip 5 times, time going on
               for i, f in enumerate(clip * 5)]
     recorder.push(frames[0])
-    await asyncio.sleep(0.5)  # ffmpeg is up and the start-up queue is written
+    await wait_until(lambda: recorder.streaming, 10, "ffmpeg is up, the start-up queue written")
     assert recorder.pid is not None
     os.kill(recorder.pid, signal.SIGSTOP)
     try:
@@ -234,9 +234,9 @@ async def test_a_stalled_ffmpeg_costs_audio_pages_never_a_wait(
             video_at += 1
 
     push_video(1)
-    await asyncio.sleep(0.5)  # ffmpeg is up, both pipes open
+    await wait_until(lambda: recorder.streaming and audio.transport is not None, 10,
+                     "ffmpeg is up, both pipes open")
     assert recorder.pid is not None
-    assert audio.transport is not None
     os.kill(recorder.pid, signal.SIGSTOP)
     try:
         loop = asyncio.get_running_loop()

@@ -122,6 +122,11 @@ class Recorder:
         """The ffmpeg process id, once started."""
         return self._process.pid if self._process is not None else None
 
+    @property
+    def streaming(self) -> bool:
+        """ffmpeg is up and the start-up queue is written: frames now go straight to it."""
+        return self._stdin is not None
+
     def push(self, frame: EncodedFrame) -> bool:
         """Queue a frame without waiting; False when a keyframe is needed to go on."""
         if self._failed or self._closed:
