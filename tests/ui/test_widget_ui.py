@@ -369,6 +369,71 @@ def test_a_kernel_that_stops_answering_or_restarts_is_said(
     page.context.close()
 
 
+def test_a_killed_kernel_is_said_lost(lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "kernel-killed", ERRORS_NOTEBOOK)
+    wait_for_status(page, "connected")
+    pid = kernel_json(kernel, "import os; print(os.getpid())")
+    os.kill(pid, signal.SIGKILL)  # its peer connection goes with it
+    shown = wait_error(page, "The connection to the kernel was lost", "kernel-lost",
+                       timeout=60_000)
+    assert "Re-run the cell" in shown
+    wait_for_status(page, "failed")
+    page.context.close()
+
+
+def test_a_view_past_the_session_cap_is_refused_and_stops_waiting(
+        lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "session-cap", [
+        "from echo_widget import EchoWidget\nw = EchoWidget(max_sessions=1)\nw", "w"])
+    page.wait_for_function(
+        "() => { const s = [...document.querySelectorAll('.echo-widget')]"
+        ".map((v) => v.dataset.status).sort().join(' '); return s === 'connected failed'; }",
+        timeout=30_000)
+    wait_error(page, "already has 1 live session", "session-cap")
+    [shown] = [e for e in page.locator(".echo-widget-error").all_inner_texts() if e]
+    assert "max_sessions" in shown
+    state = kernel_json(kernel, STATE)
+    assert (state["status"], state["sessions"]) == ("connected", 1), state
+    page.context.close()
+
+
+def test_ffmpeg_exiting_is_said_in_the_view_and_the_echo_goes_on(
+        lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "ffmpeg-exited", [
+        "from echo_widget import EchoWidget\nw = EchoWidget(record_to='cut.webm')\nw"])
+    wait_for_status(page, "connected")
+    wait_kernel(kernel, lambda s: s["recording_bytes"] > 0, "recording")
+    kernel_json(kernel, "import os, signal\n"
+                        "os.kill(w.hub.current.recorder.pid, signal.SIGKILL)\nprint(1)")
+    shown = wait_error(page, "ffmpeg exited", "ffmpeg-exited")
+    assert "the echo goes on" in shown
+    wait_for_status(page, "connected")
+    wait_playing(page)
+    assert kernel_json(kernel, STATE)["error"] == shown
+    kernel_json(kernel, "await w.aclose()\nprint(1)")
+    page.context.close()
+
+
+def test_no_ffmpeg_found_is_said_and_the_echo_runs(lab: Server, browser: Browser) -> None:
+    page = new_page(browser)
+    kernel = run_error_notebook(lab, page, "no-ffmpeg-found", [
+        "import os, sys\nos.environ.pop('ECHO_WIDGET_FFMPEG', None)\n"
+        "os.environ['PATH'] = ''  # no ffmpeg on PATH\n"
+        "sys.modules['imageio_ffmpeg'] = None  # and none bundled\n"
+        "from echo_widget import EchoWidget\nw = EchoWidget(record_to='never.webm')\nw"])
+    shown = wait_error(page, "No ffmpeg found", "no-ffmpeg-found")
+    assert "apt install ffmpeg" in shown
+    wait_for_status(page, "connected")
+    wait_playing(page)
+    assert kernel_json(kernel, STATE)["error"] == shown
+    assert not (lab.root / "never.webm").exists()
+    kernel_json(kernel, "await w.aclose()\nprint(1)")
+    page.context.close()
+
+
 def test_widget_javascript_that_fails_to_load_is_said(lab: Server, browser: Browser) -> None:
     page = new_page(browser)
     kernel = run_error_notebook(lab, page, "broken-js", [
