@@ -94,10 +94,14 @@ async def test_the_tap_replaces_the_jitter_buffer_and_the_sender_hook_works() ->
     sender = RTCRtpSender("video", transport)
     requests: list[int] = []
     _aiortc_compat.on_keyframe_request(sender, lambda: requests.append(1))
-    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+    from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2))
     assert requests == [1]
+    # a viewer may ask with a full intra request instead (RFC 5104): the same hook
+    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1, media_ssrc=2,
+                                                    fci=b"\x00\x00\x00\x02\x01\x00\x00\x00"))
+    assert requests == [1, 1]
 
 
 def _vp8_parameters(extensions: list[RTCRtpHeaderExtensionParameters]) -> RTCRtpSendParameters:

@@ -183,6 +183,28 @@ async def test_two_sessions_are_independent_and_record_to_separate_files(
         assert decode_errors(Path(path)) == ""
 
 
+async def test_two_widgets_stream_at_once_each_with_its_own_sessions_and_files(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    widgets = [EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[]) for _ in range(2)]
+    clients = [EchoClient(Signaling(w), vp8_clip, "view") for w in widgets]  # the same id
+    await asyncio.gather(*(c.connect() for c in clients))
+    await wait_until(lambda: all(len(c.echoed) > 30 for c in clients), 10, "both echo")
+    assert [len(w.hub.live) for w in widgets] == [1, 1]
+    assert all(w.hub.snapshot()["frames_received"] > 30 for w in widgets), "each its own"
+    await clients[0].close()
+    await widgets[0].aclose()
+    count = len(clients[1].echoed)
+    await wait_until(lambda: len(clients[1].echoed) > count + 15, 5,
+                     "the other widget still echoes")
+    assert widgets[1].status == "connected"
+    await clients[1].close()
+    await widgets[1].aclose()
+    files = sorted(p for w in widgets for p in w.recordings)
+    assert files == [str(tmp_path / "echo-1.webm"), str(tmp_path / "echo.webm")]
+    for path in files:
+        assert decode_errors(Path(path)) == ""
+
+
 async def test_client_vanishing_without_bye_is_noticed(vp8_clip: Path, tmp_path: Path) -> None:
     widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
     signaling = Signaling(widget)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from echo_widget import EchoWidget
 from echo_widget.config import (
@@ -91,6 +92,8 @@ async def test_bad_messages_get_error_replies_and_never_raise() -> None:
      "c=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n", "without a direction"),
     ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
      "c=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n", "recvonly: it must be"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+     "c=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n", "sendonly: it must be"),
 ])
 async def test_unusable_offers_fail_the_session_with_a_reason(sdp: str, words: str) -> None:
     widget = EchoWidget(ice_servers=[])
@@ -220,4 +223,49 @@ async def test_an_audio_m_line_with_no_known_codec_is_a_bad_offer(audio: bool) -
     reply = await signaling.wait_for("error", "s")
     assert (reply["code"], reply["fatal"]) == ("bad-offer", True), reply
     assert "could not be used" in reply["message"]
+    await widget.aclose()
+
+
+async def test_a_legal_offer_at_the_size_limit_is_taken_and_one_past_it_refused(
+        vp8_clip: Path) -> None:
+    from echo_widget.protocol import MAX_SDP_LENGTH
+
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "big")
+    await client.pc.setLocalDescription(await client.pc.createOffer())
+    sdp = client.pc.localDescription.sdp
+    head, rest = sdp.split("\r\nm=", 1)
+    filler = MAX_SDP_LENGTH - len(sdp) - len("a=x-pad:\r\n")
+    padded = f"{head}\r\na=x-pad:{'p' * filler}\r\nm={rest}"  # an attribute nobody knows
+    assert len(padded) == MAX_SDP_LENGTH
+    signaling.deliver({"type": "offer", "session": "over", "sdp": padded + " "})
+    refused = await signaling.wait_for("error", "over")
+    assert "longer than" in refused["message"]
+    signaling.deliver({"type": "offer", "session": "big", "sdp": padded})
+    answer = await signaling.wait_for("answer", "big")
+    await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    await wait_until(lambda: len(client.echoed) > 10, 10, "the echo of the padded offer")
+    await client.close()
+    await widget.aclose()
+
+
+async def test_video_m_lines_past_the_second_are_answered_inactive(vp8_clip: Path) -> None:
+    widget = EchoWidget(ice_servers=[])
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "many", processed=True)
+    for _ in range(2):
+        client.pc.addTransceiver("video", direction="recvonly")
+    await client.connect()
+    sections = signaling.of("many")[0]["sdp"].split("\r\nm=")[1:]
+    assert [section.split(" ", 1)[0] for section in sections] == ["video"] * 4
+    directions = [next(line for line in section.split("\r\n")
+                       if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"))
+                  for section in sections]
+    assert directions == ["a=sendrecv", "a=sendonly", "a=inactive", "a=inactive"], \
+        "the echo; the processed video; nothing for the others"
+    await wait_until(lambda: len(client.echoed) > 10, 10, "the echo")
+    widget.transform = lambda frame: frame
+    await wait_until(lambda: client.processed_count > 5, 15, "processed video on the second")
+    await client.close()
     await widget.aclose()
