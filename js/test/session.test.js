@@ -327,6 +327,33 @@ describe("preferVp8", () => {
     assert.deepEqual(preferred, [codecs[1], codecs[2]]);
   });
 
+  it("does nothing in a browser without setCodecPreferences (the kernel answers VP8 alone)", () => {
+    assert.doesNotThrow(() => preferVp8(/** @type {any} */ ({}), codecs));
+  });
+
+  it("still makes a session and sends its offer without setCodecPreferences", async () => {
+    const model = new FakeModel();
+    const rtc = { ...fakeRtc, videoCodecs: () => [] };  // no RTCRtpReceiver.getCapabilities either
+    const original = FakePeerConnection.prototype.addTransceiver;
+    /** @type {(trackOrKind: any, init: any) => any} */
+    FakePeerConnection.prototype.addTransceiver = function (trackOrKind, init) {
+      const transceiver = /** @type {any} */ (original.call(this, trackOrKind, init));
+      delete transceiver.setCodecPreferences;
+      return transceiver;
+    };
+    try {
+      const session = new Session({
+        model: model.asModel(), stream: new FakeStream().asStream(), rtc,
+        events: { onTrack() {}, onProcessedTrack() {}, onConnected() {}, onSilent() {}, onError() {},
+          onKernelError() {}, onOverlay() {}, onClose() {} },
+      });
+      await session.start();
+      assert.equal(model.sentOf("offer").length, 1);
+    } finally {
+      FakePeerConnection.prototype.addTransceiver = original;
+    }
+  });
+
   it("leaves the codecs alone when the browser has no VP8", () => {
     let called = false;
     const transceiver = /** @type {any} */ ({ setCodecPreferences: () => { called = true; } });
