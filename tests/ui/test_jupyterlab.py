@@ -50,6 +50,19 @@ def test_two_views_echo_at_once_and_rerunning_tears_them_down(
     assert first["sessions"] == 2
     screenshot(page, "jupyterlab-two-views")
 
+    # a camera change made in the kernel reaches both views at once, on their live sessions
+    kernel_json(kernel, "import json\nall_widgets[-1].video = {'width': 320, 'height': 240}\n"
+                        "print(json.dumps(None))")
+    page.wait_for_function(
+        "() => { const views = [...document.querySelectorAll('.echo-widget')];"
+        " return views.length === 2 && views.every((v) => {"
+        "   const [local, echo] = v.querySelectorAll('video');"
+        "   return local.videoWidth === 320 && echo.videoWidth === 320; }); }",
+        timeout=30_000)
+    wait_for_status(page, "connected", count=2)
+    [changed] = kernel_json(kernel, STATE)
+    assert (changed["sessions"], changed["error"]) == (2, ""), changed
+
     run_all(page)  # re-run: a new widget; the old views go away and say bye
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
