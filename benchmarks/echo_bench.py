@@ -1,4 +1,4 @@
-"""Forwarding vs transcoding: server CPU per stream, echoed fps, added latency, setup time, RSS.
+"""Forwarding vs transcoding: server CPU per stream, echoed fps, round trip, setup time, RSS.
 
     python benchmarks/echo_bench.py                 # full table: N = 1, 4, 16, 32
     python benchmarks/echo_bench.py --streams 2 --seconds 3 --modes forward   # quick check
@@ -293,10 +293,23 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and of its living children (ffmpeg), in MB: the same
+    processes whose CPU is counted."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if int(entry.name) != pid and int(stat[1]) != pid:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
@@ -365,12 +378,13 @@ def _ms(value: float | None) -> str:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    header = ("mode", "N", "CPU %/stream", "CPU % total", "of it ffmpeg", "fps min", "fps med",
-              "lat p50 ms", "lat p99 ms", "answer p50 ms", "first p50 ms", "first max ms",
-              "RSS MB")
+    header = ("mode", "N", "connected", "CPU %/stream", "CPU % total", "of it ffmpeg",
+              "fps min", "fps med", "RTT p50 ms", "RTT p99 ms", "answer p50 ms",
+              "first p50 ms", "first max ms", "RSS MB")
     rows = [header]
     for r in results:
-        rows.append((r["mode"], str(r["streams"]), f"{r['cpu_per_stream']:.2f}",
+        rows.append((r["mode"], str(r["streams"]), str(r["connected"]),
+                     f"{r['cpu_per_stream']:.2f}",
                      f"{r['cpu_total']:.1f}", f"{r['cpu_ffmpeg']:.1f}", f"{r['fps_min']:.1f}",
                      f"{r['fps_median']:.1f}",
                      _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
@@ -390,6 +404,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
         best = forward[max(forward)]
         print(f"\nrelay CPU/stream at N={base['streams']} / forward CPU/stream at "
               f"N={best['streams']}: {base['cpu_per_stream'] / best['cpu_per_stream']:.1f}x")
+        for n in sorted(set(relay) & set(forward)):
+            print(f"relay / forward CPU per stream at equal N={n}: "
+                  f"{relay[n]['cpu_per_stream'] / forward[n]['cpu_per_stream']:.1f}x")
     for n in sorted(set(forward) & set(recording)):
         added = recording[n]["cpu_total"] / forward[n]["cpu_total"] - 1
         print(f"recording adds at N={n}: {100 * added:+.0f}% server CPU "
@@ -459,6 +476,11 @@ def main() -> None:
         print_table(results)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+        short = [f"{r['mode']} N={r['streams']}: {r['connected']} connected"
+                 for r in results if r["connected"] < r["streams"]]
+        if short:
+            sys.exit("fewer peers connected than asked for, so the run is void: "
+                     + "; ".join(short))
 
 
 if __name__ == "__main__":

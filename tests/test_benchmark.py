@@ -17,15 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "2",
+        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1,2",
          "--modes", "forward,relay", "--relay-streams", "1", "--seconds", "3",
          "--json", str(out)],
         capture_output=True, text=True, timeout=200, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| forward |" in result.stdout.replace("  ", " ").replace("  ", " ")
-    rows = {r["mode"]: r for r in json.loads(out.read_text())}
-    forward, relay = rows["forward"], rows["relay"]
+    rows = {(r["mode"], r["streams"]): r for r in json.loads(out.read_text())}
+    forward, relay = rows["forward", 2], rows["relay", 1]
     assert forward["connected"] == 2
+    # forwarding must stay far cheaper than decoding and re-encoding, at equal N
+    assert rows["forward", 1]["cpu_per_stream"] <= relay["cpu_per_stream"] / 3, rows
+    assert "relay / forward CPU per stream at equal N=1:" in result.stdout
     assert relay["connected"] == 1
     for row in (forward, relay):
         assert 0 < row["cpu_per_stream"] < 200
