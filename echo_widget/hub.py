@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -84,6 +85,8 @@ class SessionHub:
         self.loop: asyncio.AbstractEventLoop | None = running_loop()
         """The loop every session runs on: the kernel's, where the widget was made."""
         self.views_started = 0
+        self.displayed_at: float | None = None
+        """When the widget was last displayed (time.time()), for the setup phases."""
         self.sessions_started = 0
         self._owner = owner
         self._sessions: dict[str, EchoSession] = {}
@@ -188,8 +191,17 @@ class SessionHub:
                                          message.session, "unknown-session")
         if isinstance(message, protocol.Ice):
             session.add_ice_candidate(message.candidate)
+        elif isinstance(message, protocol.Setup):
+            session.record_setup(message.phases, self._view_ms(message.started_at))
         else:
             session.end("closed")
+
+    def _view_ms(self, started_at: float | None) -> float | None:
+        """Display to view start, when both clocks are this machine's (else None)."""
+        if started_at is None or self.displayed_at is None:
+            return None
+        view_ms = started_at - self.displayed_at * 1000
+        return round(view_ms, 1) if 0 <= view_ms <= protocol.MAX_PHASE_MS else None
 
     def _start_session(self, offer: protocol.Offer) -> None:
         sid = offer.session
@@ -218,6 +230,7 @@ class SessionHub:
 
     def expect_view(self, timeout: float) -> None:
         """Say so (``view-timeout``) if no view starts within ``timeout`` seconds from now."""
+        self.displayed_at = time.time()
         loop = self.loop
         if loop is None or loop.is_closed() or self._view_check is not None:
             return

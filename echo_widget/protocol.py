@@ -9,6 +9,8 @@ browser -> kernel::
     {"type": "hello", "session": S}        a view started (S: its first session id)
     {"type": "error", "session": S, "message": str, "code"?: str}
                                            a problem the view met (camera, secure context, ICE)
+    {"type": "setup", "session": S, "phases": {phase: ms, ...}, "started_at"?: epoch ms}
+                                           how long this session took to its first echo frame
 
 kernel -> browser::
 
@@ -39,6 +41,11 @@ MAX_SDP_LENGTH = 100_000
 MAX_CANDIDATE_LENGTH = 1_000
 MAX_ERROR_LENGTH = 1_000
 MAX_CODE_LENGTH = 64
+SETUP_PHASES = ("camera", "signaling", "connect", "first_frame")
+"""What a view measures, in order: the camera opening (a session that reuses an open camera
+has none), offer to answer applied, answer to connected (ICE and DTLS), connected to the first
+echoed frame shown."""
+MAX_PHASE_MS = 600_000.0
 
 
 class ProtocolError(ValueError):
@@ -82,7 +89,16 @@ class BrowserError:
     """What the view met (``camera-denied``, ``ice-failed``, ...); None from older views."""
 
 
-Message = Offer | Ice | Bye | Hello | BrowserError
+@dataclass(frozen=True)
+class Setup:
+    session: str
+    phases: dict[str, float]
+    """Milliseconds per phase of :data:`SETUP_PHASES` the view measured."""
+    started_at: float | None = None
+    """When the view started, in ms since the epoch (sent with its first session only)."""
+
+
+Message = Offer | Ice | Bye | Hello | BrowserError | Setup
 
 
 def parse_message(content: object) -> Message:
@@ -121,8 +137,30 @@ def parse_message(content: object) -> Message:
             raise ProtocolError(f"An error's 'code' must be a string of 1 to {MAX_CODE_LENGTH} "
                                 "characters.", session)
         return BrowserError(session, message[:MAX_ERROR_LENGTH], code)
+    if kind == "setup":
+        return _parse_setup(content, session)
     raise ProtocolError(f"Unknown message type {str(kind)[:40]!r}: expected offer, ice, bye, "
-                        "hello or error.", session)
+                        "hello, error or setup.", session)
+
+
+def _is_ms(value: object, limit: float) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value <= limit)
+
+
+def _parse_setup(content: dict[str, Any], session: str) -> Setup:
+    phases = content.get("phases")
+    if not isinstance(phases, dict) or not phases or not set(phases) <= set(SETUP_PHASES):
+        raise ProtocolError("A setup message needs 'phases': some of "
+                            f"{', '.join(SETUP_PHASES)}.", session)
+    if not all(_is_ms(v, MAX_PHASE_MS) for v in phases.values()):
+        raise ProtocolError(f"Setup phases must be numbers of ms from 0 to {MAX_PHASE_MS:g}.",
+                            session)
+    started_at = content.get("started_at")
+    if started_at is not None and not _is_ms(started_at, 1e14):
+        raise ProtocolError("A setup's 'started_at' must be ms since the epoch.", session)
+    ordered = {name: float(phases[name]) for name in SETUP_PHASES if name in phases}
+    return Setup(session, ordered, None if started_at is None else float(started_at))
 
 
 def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:

@@ -164,6 +164,8 @@ class EchoSession:
         self._finalizing: set[asyncio.Task[Path | None]] = set()
         """Recordings being finalized by :meth:`stop_recording`; awaited at teardown."""
         self.rtt_ms: float | None = None
+        self.setup_ms: dict[str, float] | None = None
+        """How long this session took to its first echoed frame, by phase (from its view)."""
         """Round-trip time to the browser from its receiver reports on the echo, if known."""
         self.packets_lost = 0
         """Packets from the browser that never arrived (aiortc's receiver statistics)."""
@@ -200,6 +202,13 @@ class EchoSession:
         """The recording in progress, if any."""
         return next((s for s in self.video.sinks if isinstance(s, Recorder)), None)
 
+    def record_setup(self, phases: dict[str, float], view_ms: float | None) -> None:
+        """The view's measure of this session's setup; ``view_ms``: display to view start."""
+        setup = {"view": view_ms} if view_ms is not None else {}
+        setup.update({name: round(ms, 1) for name, ms in phases.items()})
+        setup["total"] = round(sum(setup.values()), 1)
+        self.setup_ms = setup
+
     def stats(self) -> SessionStats:
         """This session's own figures."""
         width, height = self.video.frame_size
@@ -227,7 +236,8 @@ class EchoSession:
             recording_seconds=recorder.duration if recorder is not None else 0.0,
             frames_decoded=decoded, frames_skipped=skipped, transform_ms=transform_ms,
             processed_fps=processed_fps, processed_age_ms=age_ms, audio_level=audio_level,
-            av_offset_ms=recorder.av_offset_ms if recorder is not None else None)
+            av_offset_ms=recorder.av_offset_ms if recorder is not None else None,
+            setup_ms=self.setup_ms)
 
     # -- the kernel can see -------------------------------------------------
 

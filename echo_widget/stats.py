@@ -75,6 +75,8 @@ class SessionStats:
     """The microphone's level over the last second (dBFS), from the browser's packet headers."""
     av_offset_ms: float | None = None
     """How far the recording's audio sits from where the browser's clocks put it."""
+    setup_ms: dict[str, float] | None = None
+    """Display to first echoed frame, by phase, as the view measured it."""
 
 
 class Stats(TypedDict):
@@ -112,6 +114,7 @@ class Stats(TypedDict):
     audio_bytes_received: int
     audio_level: float | None
     av_offset_ms: float | None
+    setup_ms: dict[str, float] | None
 
 
 class StatsBook:
@@ -175,6 +178,7 @@ class StatsBook:
             audio_level=latest.audio_level if latest is not None else None,
             av_offset_ms=next((s.av_offset_ms for s in recording
                                if s.av_offset_ms is not None), None),
+            setup_ms=latest.setup_ms if latest is not None else None,
         )
 
     def sample(self, now: float, live: Sequence[SessionStats],

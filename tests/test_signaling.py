@@ -17,7 +17,15 @@ from echo_widget.config import (
     check_ice_servers,
     to_rtc_ice_servers,
 )
-from echo_widget.protocol import BrowserError, Bye, Ice, Offer, ProtocolError, parse_message
+from echo_widget.protocol import (
+    BrowserError,
+    Bye,
+    Ice,
+    Offer,
+    ProtocolError,
+    Setup,
+    parse_message,
+)
 
 from .conftest import EchoClient, Signaling, wait_until
 
@@ -36,6 +44,10 @@ def test_parse_valid_messages() -> None:
     assert isinstance(ice, Ice)
     assert ice.candidate is not None
     assert (ice.candidate.ip, ice.candidate.port, ice.candidate.sdpMid) == ("127.0.0.1", 50000, "0")
+    setup = parse_message({"type": "setup", "session": "s", "started_at": 1.7e12,
+                           "phases": {"first_frame": 90, "camera": 180.5}})
+    assert setup == Setup("s", {"camera": 180.5, "first_frame": 90.0}, 1.7e12)
+    assert list(setup.phases) == ["camera", "first_frame"], "in the order they happen"
 
 
 @pytest.mark.parametrize(("content", "words", "session"), [
@@ -47,6 +59,15 @@ def test_parse_valid_messages() -> None:
     ({"type": "offer", "session": "s"}, "'sdp'", "s"),
     ({"type": "offer", "session": "s", "sdp": "v" * 200_000}, "longer", "s"),
     ({"type": "dance", "session": "s"}, "Unknown message type", "s"),
+    ({"type": "setup", "session": "s"}, "'phases'", "s"),
+    ({"type": "setup", "session": "s", "phases": {}}, "'phases'", "s"),
+    ({"type": "setup", "session": "s", "phases": {"lunch": 5}}, "'phases'", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": -1}}, "numbers of ms", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": float("nan")}}, "numbers of ms", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": True}}, "numbers of ms", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": 1e9}}, "numbers of ms", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": 1}, "started_at": "now"},
+     "'started_at'", "s"),
     ({"session": "s"}, "Unknown message type", "s"),
     ({"type": "ice", "session": "s"}, "'candidate'", "s"),
     ({"type": "ice", "session": "s", "candidate": "x"}, "object or null", "s"),
@@ -267,5 +288,32 @@ async def test_video_m_lines_past_the_second_are_answered_inactive(vp8_clip: Pat
     await wait_until(lambda: len(client.echoed) > 10, 10, "the echo")
     widget.transform = lambda frame: frame
     await wait_until(lambda: client.processed_count > 5, 15, "processed video on the second")
+    await client.close()
+    await widget.aclose()
+
+
+async def test_the_views_setup_phases_reach_the_stats(vp8_clip: Path) -> None:
+    import time
+
+    widget = EchoWidget(ice_servers=[])
+    widget._repr_mimebundle_()  # displayed now: the view's start is measured from here
+    signaling = Signaling(widget)
+    client = EchoClient(signaling, vp8_clip, "s")
+    await client.connect()
+    await wait_until(lambda: len(client.echoed) > 0, 10, "the echo")
+    assert widget.hub.snapshot()["setup_ms"] is None, "nothing before the view says"
+    started_at = time.time() * 1000 + 150  # the view started 150 ms after the display
+    signaling.deliver({"type": "setup", "session": "s", "started_at": started_at, "phases": {
+        "camera": 180, "signaling": 80.04, "connect": 60, "first_frame": 90}})
+    setup = widget.hub.snapshot()["setup_ms"]
+    assert setup is not None
+    assert list(setup) == ["view", "camera", "signaling", "connect", "first_frame", "total"]
+    assert 140 <= setup["view"] <= 400, setup
+    assert setup["signaling"] == 80.0
+    assert setup["total"] == round(setup["view"] + 180 + 80 + 60 + 90, 1)
+    # a view on another machine (its clock far off): the view's start is left out
+    signaling.deliver({"type": "setup", "session": "s", "started_at": 1000.0,
+                       "phases": {"first_frame": 90}})
+    assert widget.hub.snapshot()["setup_ms"] == {"first_frame": 90.0, "total": 90.0}
     await client.close()
     await widget.aclose()

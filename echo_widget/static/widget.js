@@ -65,6 +65,12 @@ var offer = (session, sdp) => ({ type: "offer", session, sdp });
 var ice = (session, candidate) => ({ type: "ice", session, candidate });
 var bye = (session) => ({ type: "bye", session });
 var error = (session, message, code) => ({ type: "error", session, message, code });
+var setup = (session, phases, startedAt) => ({
+  type: "setup",
+  session,
+  phases,
+  ...startedAt === null ? {} : { started_at: startedAt }
+});
 function parseKernelMessage(content) {
   if (!content || typeof content !== "object") return null;
   const message = (
@@ -479,7 +485,9 @@ var Session = class {
         await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       } catch (error2) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error2));
+        return;
       }
+      this.events.onAnswered?.();
     } else if (message.type === "overlay") {
       this.events.onOverlay(message);
     } else {
@@ -523,6 +531,45 @@ var Session = class {
   }
 };
 
+// js/src/setup-clock.js
+var PHASES = (
+  /** @type {const} */
+  [
+    ["camera", "cameraRequested", "cameraOpen"],
+    ["signaling", "offering", "answered"],
+    ["connect", "answered", "connected"],
+    ["first_frame", "connected", "firstFrame"]
+  ]
+);
+var SetupClock = class {
+  /** @type {Partial<Record<Mark, number>>} */
+  #marks = {};
+  /** @param {() => number} [now] a monotonic clock, in ms */
+  constructor(now = () => performance.now()) {
+    this.now = now;
+  }
+  /**
+   * Note a moment; the first time counts.
+   * @param {Mark} name
+   */
+  mark(name) {
+    this.#marks[name] ??= this.now();
+  }
+  /** @param {Mark} name */
+  has(name) {
+    return name in this.#marks;
+  }
+  /** @returns {Record<string, number>} ms per phase whose two marks were made */
+  phases() {
+    const phases = {};
+    for (const [phase, from, to] of PHASES) {
+      const [start, end] = [this.#marks[from], this.#marks[to]];
+      if (start !== void 0 && end !== void 0) phases[phase] = Math.round(Math.max(0, end - start) * 10) / 10;
+    }
+    return phases;
+  }
+};
+
 // js/src/controller.js
 var EchoController = class {
   /** @type {Status} */
@@ -539,6 +586,13 @@ var EchoController = class {
   /** @type {Session | null} */
   session = null;
   destroyed = false;
+  /** @type {SetupClock | null} the next session's setup, from the camera request on */
+  #setup = null;
+  /** When this view first asked for the camera, in ms since the epoch; sent once. */
+  #startedAt = (
+    /** @type {number | null} */
+    null
+  );
   /**
    * @param {object} options
    * @param {Model} options.model
@@ -577,6 +631,9 @@ var EchoController = class {
     }
     this.setStatus("connecting", STATUS_DETAIL.openingCamera);
     this.setError(null);
+    this.#setup = new SetupClock();
+    this.#setup.mark("cameraRequested");
+    this.#startedAt ??= Date.now();
     let stream;
     try {
       stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
@@ -585,6 +642,7 @@ var EchoController = class {
       return false;
     }
     if (!stream) return false;
+    this.#setup?.mark("cameraOpen");
     this.view.showLocal(stream);
     this.reportMicrophone();
     this.view.render();
@@ -611,15 +669,21 @@ var EchoController = class {
     if (!stream || this.session) return;
     this.setStatus("connecting");
     if (this.error?.code !== "microphone-unavailable") this.setError(null);
+    const setup2 = this.#setup?.has("cameraOpen") && !this.#setup.has("offering") ? this.#setup : new SetupClock();
+    setup2.mark("offering");
     const session = new Session({
       model: this.model,
       stream,
       rtc: this.rtc,
       events: {
-        onTrack: (track) => this.view.showEcho(track),
+        onTrack: (track) => this.view.showEcho(track, () => this.onFirstEchoFrame(session, setup2)),
+        onAnswered: () => setup2.mark("answered"),
         onAudioTrack: (track) => this.view.showEchoAudio?.(track),
         onProcessedTrack: (track) => this.view.showProcessed(track),
-        onConnected: () => void this.onConnected(session),
+        onConnected: () => {
+          setup2.mark("connected");
+          void this.onConnected(session);
+        },
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
           this.setError({ code: "kernel-silent", message: errorMessage("kernel-silent") });
@@ -643,6 +707,19 @@ var EchoController = class {
     this.reportId = session.id;
     this.view.render();
     await session.start();
+  }
+  /**
+   * The session's first echoed frame is shown: tell the kernel how long it took.
+   * @param {Session} session
+   * @param {SetupClock} setup
+   */
+  onFirstEchoFrame(session, setup2) {
+    if (setup2.has("firstFrame") || session.closed || this.destroyed) return;
+    setup2.mark("connected");
+    setup2.mark("firstFrame");
+    const startedAt = setup2.has("cameraRequested") ? this.#startedAt : null;
+    if (startedAt !== null) this.#startedAt = null;
+    this.model.send(setup(session.id, setup2.phases(), startedAt));
   }
   /** @param {Session} session */
   async onConnected(session) {
@@ -793,6 +870,16 @@ function videoFigure(caption) {
 }
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
+}
+function whenFrameShown(video, callback) {
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    callback();
+  };
+  video.addEventListener("loadeddata", once, { once: true });
+  if (typeof video.requestVideoFrameCallback === "function") video.requestVideoFrameCallback(once);
 }
 
 // js/src/overlay.js
@@ -1151,6 +1238,25 @@ function audioRow(stats) {
   const offset = Number.isFinite(stats.av_offset_ms) ? ` · A/V ${Number(stats.av_offset_ms).toFixed(1)} ms` : "";
   return `${level}${offset}`;
 }
+var SETUP_LABELS = (
+  /** @type {const} */
+  [
+    ["view", "view"],
+    ["camera", "camera"],
+    ["signaling", "signaling"],
+    ["connect", "connect"],
+    ["first_frame", "frame"]
+  ]
+);
+function setupRow(stats) {
+  const setup2 = (
+    /** @type {Record<string, number> | null | undefined} */
+    stats.setup_ms
+  );
+  if (!setup2 || !Number.isFinite(setup2.total)) return "–";
+  const parts = SETUP_LABELS.filter(([key]) => Number.isFinite(setup2[key])).map(([key, label]) => `${label} ${Math.round(setup2[key])}`);
+  return `${Math.round(setup2.total)} ms (${parts.join(" · ")})`;
+}
 function statRows(stats, processing) {
   const number = (key) => Number(stats[key] ?? 0);
   const rtt = stats.rtt_ms === null || stats.rtt_ms === void 0 ? "–" : `${Number(stats.rtt_ms).toFixed(1)} ms`;
@@ -1170,7 +1276,8 @@ function statRows(stats, processing) {
     ["recording", "recording", recording],
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
-    ["audio", "audio", audioRow(stats)]
+    ["audio", "audio", audioRow(stats)],
+    ["setup", "first echo", setupRow(stats)]
   ];
 }
 function addSample(history, stats) {
@@ -1420,10 +1527,14 @@ var EchoView = class {
     this.localVideo.srcObject = stream;
     if (stream) void this.refreshDevices();
   }
-  /** @param {MediaStreamTrack | null} track */
-  showEcho(track) {
+  /**
+   * @param {MediaStreamTrack | null} track
+   * @param {() => void} [onFirstFrame] called once, when the echo's first frame is shown
+   */
+  showEcho(track, onFirstFrame) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+    if (track && onFirstFrame) whenFrameShown(this.echoVideo, onFirstFrame);
   }
   /**
    * The echoed microphone arrived (or went): play it, muted until Listen.

@@ -8,6 +8,7 @@ import { cameraErrorCode } from "./camera.js";
 import { STATUS_DETAIL, errorMessage } from "./messages.js";
 import * as protocol from "./protocol.js";
 import { Session } from "./session.js";
+import { SetupClock } from "./setup-clock.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./camera.js").Camera} Camera */
@@ -21,7 +22,8 @@ import { Session } from "./session.js";
  * @typedef {object} ViewHooks
  * @property {() => void} render status, error, buttons or candidates changed
  * @property {(stream: MediaStream | null) => void} showLocal
- * @property {(track: MediaStreamTrack | null) => void} showEcho
+ * @property {(track: MediaStreamTrack | null, onFirstFrame?: () => void) => void} showEcho
+ *   `onFirstFrame`: called once, when the echo's first frame is shown
  * @property {(track: MediaStreamTrack | null) => void} [showEchoAudio] the echoed microphone
  * @property {(track: MediaStreamTrack | null) => void} showProcessed the kernel's processed video
  * @property {(overlay: Overlay) => void} showOverlay shapes for an echo frame
@@ -42,6 +44,10 @@ export class EchoController {
   /** @type {Session | null} */
   session = null;
   destroyed = false;
+  /** @type {SetupClock | null} the next session's setup, from the camera request on */
+  #setup = null;
+  /** When this view first asked for the camera, in ms since the epoch; sent once. */
+  #startedAt = /** @type {number | null} */ (null);
 
   /**
    * @param {object} options
@@ -84,6 +90,9 @@ export class EchoController {
     }
     this.setStatus("connecting", STATUS_DETAIL.openingCamera);
     this.setError(null);
+    this.#setup = new SetupClock();
+    this.#setup.mark("cameraRequested");
+    this.#startedAt ??= Date.now();
     let stream;
     try {
       stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
@@ -92,6 +101,7 @@ export class EchoController {
       return false;
     }
     if (!stream) return false;
+    this.#setup?.mark("cameraOpen");
     this.view.showLocal(stream);
     this.reportMicrophone();
     this.view.render();
@@ -120,15 +130,23 @@ export class EchoController {
     if (!stream || this.session) return;
     this.setStatus("connecting");
     if (this.error?.code !== "microphone-unavailable") this.setError(null);
+    // A session on a camera opened for it counts the camera; a reconnect starts here.
+    const setup = this.#setup?.has("cameraOpen") && !this.#setup.has("offering")
+      ? this.#setup : new SetupClock();
+    setup.mark("offering");
     const session = new Session({
       model: this.model,
       stream,
       rtc: this.rtc,
       events: {
-        onTrack: (track) => this.view.showEcho(track),
+        onTrack: (track) => this.view.showEcho(track, () => this.onFirstEchoFrame(session, setup)),
+        onAnswered: () => setup.mark("answered"),
         onAudioTrack: (track) => this.view.showEchoAudio?.(track),
         onProcessedTrack: (track) => this.view.showProcessed(track),
-        onConnected: () => void this.onConnected(session),
+        onConnected: () => {
+          setup.mark("connected");
+          void this.onConnected(session);
+        },
         onSilent: () => {
           this.setStatus("connecting", STATUS_DETAIL.kernelSilent);
           this.setError({ code: "kernel-silent", message: errorMessage("kernel-silent") });
@@ -152,6 +170,20 @@ export class EchoController {
     this.reportId = session.id;
     this.view.render();
     await session.start();
+  }
+
+  /**
+   * The session's first echoed frame is shown: tell the kernel how long it took.
+   * @param {Session} session
+   * @param {SetupClock} setup
+   */
+  onFirstEchoFrame(session, setup) {
+    if (setup.has("firstFrame") || session.closed || this.destroyed) return;
+    setup.mark("connected");  // frames can be shown before the state change is seen
+    setup.mark("firstFrame");
+    const startedAt = setup.has("cameraRequested") ? this.#startedAt : null;
+    if (startedAt !== null) this.#startedAt = null;  // the view's start is told once
+    this.model.send(protocol.setup(session.id, setup.phases(), startedAt));
   }
 
   /** @param {Session} session */

@@ -86,3 +86,20 @@ export function videoFigure(caption) {
 export function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
+
+/**
+ * Call `callback` once, when the video has its first frame: when it is loaded (which an
+ * off-screen video also does) or painted, whichever the browser says first.
+ * @param {HTMLVideoElement} video
+ * @param {() => void} callback
+ */
+export function whenFrameShown(video, callback) {
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    callback();
+  };
+  video.addEventListener("loadeddata", once, { once: true });
+  if (typeof video.requestVideoFrameCallback === "function") video.requestVideoFrameCallback(once);
+}

@@ -65,6 +65,17 @@ export const bye = (session) => ({ type: "bye", session });
 export const error = (session, message, code) => ({ type: "error", session, message, code });
 
 /**
+ * How long the session took to its first echoed frame, by phase (ms); `startedAt`: when
+ * the view started, in ms since the epoch (first session only).
+ * @param {string} session
+ * @param {Record<string, number>} phases
+ * @param {number | null} startedAt
+ */
+export const setup = (session, phases, startedAt) => ({
+  type: "setup", session, phases, ...(startedAt === null ? {} : { started_at: startedAt }),
+});
+
+/**
  * Check a custom message from the kernel.
  * @param {unknown} content
  * @returns {KernelMessage | null} null for anything that is not an answer, an error or an overlay

@@ -15,6 +15,7 @@ import * as protocol from "./protocol.js";
  * What a session tells its view.
  * @typedef {object} SessionEvents
  * @property {(track: MediaStreamTrack) => void} onTrack the kernel's echo arrived
+ * @property {() => void} [onAnswered] the kernel's answer was applied
  * @property {(track: MediaStreamTrack) => void} [onAudioTrack] the kernel's echo of the microphone arrived
  * @property {(track: MediaStreamTrack) => void} onProcessedTrack the kernel's processed video arrived
  * @property {() => void} onConnected
@@ -182,7 +183,9 @@ export class Session {
         await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       } catch (error) {
         if (!this.#closed) this.events.onError("answer-rejected", String(error));
+        return;
       }
+      this.events.onAnswered?.();
     } else if (message.type === "overlay") {
       this.events.onOverlay(message);
     } else {

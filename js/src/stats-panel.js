@@ -65,6 +65,24 @@ function audioRow(stats) {
   return `${level}${offset}`;
 }
 
+/** Short names of the setup phases, in the order they happen. */
+const SETUP_LABELS = /** @type {const} */ ([
+  ["view", "view"], ["camera", "camera"], ["signaling", "signaling"], ["connect", "connect"],
+  ["first_frame", "frame"],
+]);
+
+/**
+ * The latest session's time to its first echoed frame, and its phases.
+ * @param {Stats} stats
+ */
+function setupRow(stats) {
+  const setup = /** @type {Record<string, number> | null | undefined} */ (stats.setup_ms);
+  if (!setup || !Number.isFinite(setup.total)) return "–";
+  const parts = SETUP_LABELS.filter(([key]) => Number.isFinite(setup[key]))
+    .map(([key, label]) => `${label} ${Math.round(setup[key])}`);
+  return `${Math.round(setup.total)} ms (${parts.join(" · ")})`;
+}
+
 /**
  * The grid's rows: `[key (data-stat), label, value]`.
  * @param {Stats} stats
@@ -92,6 +110,7 @@ export function statRows(stats, processing) {
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
     ["audio", "audio", audioRow(stats)],
+    ["setup", "first echo", setupRow(stats)],
   ];
 }
 

@@ -12,8 +12,9 @@
 /**
  * Totals and rates from the kernel (the `stats` trait): fps, kbps, width, height, rtt_ms,
  * packets_lost, keyframes, plis_sent, frames_*, sessions, recording, recording_bytes,
- * processed_fps, transform_ms (Percentiles or null), processed_age_ms, ...
- * @typedef {Record<string, number | boolean | Percentiles | null | undefined>} Stats
+ * processed_fps, transform_ms (Percentiles or null), processed_age_ms, setup_ms (ms by
+ * phase, or null), ...
+ * @typedef {Record<string, number | boolean | Percentiles | Record<string, number> | null | undefined>} Stats
  */
 
 /**

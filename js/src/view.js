@@ -10,7 +10,7 @@
 import { Camera, detectFrontEnd } from "./camera.js";
 import { CheckResponder } from "./check.js";
 import { EchoController } from "./controller.js";
-import { button, element, fillSelect, picker, setText, videoFigure } from "./dom.js";
+import { button, element, fillSelect, picker, setText, videoFigure, whenFrameShown } from "./dom.js";
 import { OverlayCanvas } from "./overlay-canvas.js";
 import { PopoutPanel } from "./popout-panel.js";
 import { StatsPanel, meterValue } from "./stats-panel.js";
@@ -186,10 +186,14 @@ export class EchoView {
     if (stream) void this.refreshDevices();
   }
 
-  /** @param {MediaStreamTrack | null} track */
-  showEcho(track) {
+  /**
+   * @param {MediaStreamTrack | null} track
+   * @param {() => void} [onFirstFrame] called once, when the echo's first frame is shown
+   */
+  showEcho(track, onFirstFrame) {
     this.echoVideo.srcObject = track ? new MediaStream([track]) : null;
     this.overlay.clear();
+    if (track && onFirstFrame) whenFrameShown(this.echoVideo, onFirstFrame);
   }
 
   /**

@@ -30,8 +30,13 @@ function makeController({ secure = true, frontEnd = "browser", audio = false } =
     render() { this.renders += 1; },
     /** @param {MediaStream | null} stream */
     showLocal(stream) { this.local = stream; },
-    /** @param {MediaStreamTrack | null} track */
-    showEcho(track) { this.echo = track; },
+    /** @type {(() => void) | null} */
+    firstFrame: null,
+    /**
+     * @param {MediaStreamTrack | null} track
+     * @param {() => void} [onFirstFrame]
+     */
+    showEcho(track, onFirstFrame) { this.echo = track; this.firstFrame = onFirstFrame ?? null; },
     /** @param {MediaStreamTrack | null} track */
     showProcessed(track) { this.processed = track; },
     /** @param {import("../src/overlay.js").Overlay} overlay */
@@ -216,6 +221,38 @@ describe("EchoController", () => {
     assert.equal(controller.session, null);
     assert.equal(view.echo, null);
     assert.deepEqual(model.sentOf("error"), [], "kernel errors are not reported back");
+  });
+
+  it("tells the kernel each session's setup phases once its first echo frame shows", async () => {
+    const { controller, model, view } = makeController();
+    const before = Date.now();
+    await controller.start();
+    const first = controller.session;
+    await model.receive({ type: "answer", session: first?.id, sdp: "v=0 answer" });
+    lastPeer().emitState("connected");
+    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
+    await settle();
+    assert.deepEqual(model.sentOf("setup"), [], "not before the first frame");
+    view.firstFrame?.();
+    view.firstFrame?.();
+    const [setup] = /** @type {any[]} */ (model.sentOf("setup"));
+    assert.equal(model.sentOf("setup").length, 1, "once");
+    assert.equal(setup.session, first?.id);
+    assert.deepEqual(Object.keys(setup.phases), ["camera", "signaling", "connect", "first_frame"]);
+    assert.ok(Object.values(setup.phases).every((/** @type {any} */ ms) => typeof ms === "number" && ms >= 0));
+    assert.ok(setup.started_at >= before && setup.started_at <= Date.now());
+
+    controller.hangUp();  // a reconnect reuses the open camera: no camera phase, no start
+    await controller.connect();
+    const second = controller.session;
+    await model.receive({ type: "answer", session: second?.id, sdp: "v=0 answer" });
+    lastPeer().emitState("connected");
+    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
+    view.firstFrame?.();
+    const again = /** @type {any} */ (model.sentOf("setup")[1]);
+    assert.equal(again.session, second?.id);
+    assert.deepEqual(Object.keys(again.phases), ["signaling", "connect", "first_frame"]);
+    assert.equal("started_at" in again, false);
   });
 
   it("reconnects with a new session id, closing the old peer and ignoring its late messages", async () => {

@@ -47,7 +47,18 @@ describe("statRows", () => {
       fps: "30.0", kbps: "1500 kbit/s", resolution: "640×480", rtt: "1.2 ms", lost: "2",
       keyframes: "3 (PLIs 1)", frames: "10 / 9 / 8", recording: "2 KiB · 1:01",
       decoded: "7 / 3", processed: "12.3 fps · transform 200/210 ms · age 250 ms", audio: "off",
+      setup: "–",
     });
+  });
+
+  it("shows the time to the first echoed frame with the phases the view measured", () => {
+    const setup = (/** @type {import("../src/types.js").Stats} */ s) =>
+      statRows(s, false).find(([key]) => key === "setup")?.[2];
+    assert.equal(setup({ setup_ms: { view: 150.4, camera: 180, signaling: 80, connect: 60, first_frame: 90.6, total: 561 } }),
+      "561 ms (view 150 · camera 180 · signaling 80 · connect 60 · frame 91)");
+    assert.equal(setup({ setup_ms: { signaling: 80, connect: 60, first_frame: 90, total: 230 } }),
+      "230 ms (signaling 80 · connect 60 · frame 90)", "a reconnect: no view or camera");
+    assert.equal(setup({ setup_ms: null }), "–");
   });
 
   it("shows the microphone's level and the recording's A/V offset once audio flows", () => {

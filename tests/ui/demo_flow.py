@@ -57,6 +57,11 @@ def run_demo(server: Server, browser: Browser, shot_name: str) -> None:
     page.locator(".echo-widget video").nth(1).evaluate(
         "(v) => new Promise((done) => v.requestVideoFrameCallback(() => done(true)))")
     screenshot(page, shot_name)
+    # the view measured its way to the first echoed frame, phase by phase
+    setup = kernel_json(kernel, STATS)["setup_ms"]
+    assert setup is not None, "the view sent no setup phases"
+    assert list(setup) == ["view", "camera", "signaling", "connect", "first_frame", "total"], setup
+    assert 0 < setup["total"] < 30_000, setup
 
     # Closing the tab ends the session at once (the view's bye, not the 3.5 s watchdog) and
     # finalizes the recording.

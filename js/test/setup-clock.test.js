@@ -1,0 +1,35 @@
+// @ts-check
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { SetupClock } from "../src/setup-clock.js";
+
+describe("SetupClock", () => {
+  it("gives each phase between its two marks, the first mark of a name counting", () => {
+    let now = 0;
+    const clock = new SetupClock(() => now);
+    clock.mark("cameraRequested");
+    now = 180;
+    clock.mark("cameraOpen");
+    clock.mark("offering");
+    now = 260.04;
+    clock.mark("answered");
+    now = 300;
+    clock.mark("answered");
+    now = 330;
+    clock.mark("connected");
+    now = 420;
+    clock.mark("firstFrame");
+    assert.deepEqual(clock.phases(), { camera: 180, signaling: 80, connect: 70, first_frame: 90 });
+  });
+
+  it("leaves out a phase one of whose marks is missing (a reconnect has no camera)", () => {
+    let now = 0;
+    const clock = new SetupClock(() => now);
+    clock.mark("offering");
+    now = 50;
+    clock.mark("answered");
+    assert.deepEqual(clock.phases(), { signaling: 50 });
+    assert.equal(clock.has("cameraRequested"), false);
+    assert.equal(clock.has("answered"), true);
+  });
+});
