@@ -6,7 +6,12 @@ Debian's Chromium and its fake camera.
 
 The timed cell is ``t0 = time.time(); from echo_widget import EchoWidget; w = EchoWidget(); w``.
 A warm run re-runs it in a kernel that imported echo_widget before; a fresh run restarts the
-kernel first. Phases: ``kernel`` (cell start to the widget displayed: on a fresh kernel mostly
+kernel first. Each kind runs in two pages, alternately: as users get it (the camera already
+allowed, so the view negotiates while the camera opens), and with the Permissions API made
+to say "prompt", so the view opens the camera first and negotiates after (as before
+2026-12-02, and as it still does when the browser may ask the user).
+
+Phases: ``kernel`` (cell start to the widget displayed: on a fresh kernel mostly
 the import), then the view's own measure, as in ``stats["setup_ms"]``: ``view`` (display to
 the view asking for the camera), ``camera``, ``signaling`` (offer to answer applied),
 ``connect`` (ICE and DTLS), ``first_frame`` (connected to the first echoed frame), and
@@ -34,6 +39,12 @@ READ = ("import json\nsetup = w.hub.snapshot()['setup_ms']\n"
         "print(json.dumps({'t0': t0} if setup is None or w.hub.displayed_at is None else "
         "{'t0': t0, 'kernel': round((w.hub.displayed_at - t0) * 1000, 1), **setup}))")
 RESTART = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"
+PROMPT = """(() => {
+  const query = navigator.permissions.query.bind(navigator.permissions);
+  navigator.permissions.query = (what) =>
+    what && what.name === "camera" ? Promise.resolve({ state: "prompt" }) : query(what);
+})();"""
+KINDS = ("warm", "warm, camera first", "fresh", "fresh, camera first")
 
 
 def one_run(page: Any, server: Any, notebook: str, *, fresh: bool) -> dict[str, float]:
@@ -111,22 +122,25 @@ def main() -> None:
         write_notebook,
     )
 
-    results: dict[str, list[dict[str, float]]] = {"warm": [], "fresh": []}
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         server = start_server("lab", Path(tmp))
         browser = playwright.chromium.launch(executable_path=CHROMIUM,
                                              args=[*BASE_ARGS, GRANT_CAMERA])
         try:
-            notebook = write_notebook(server, "first-echo.ipynb", [CELL])
-            page = new_page(browser)
-            open_and_run_all(page, server, notebook)  # the first run warms kernel and page
-            one_run(page, server, notebook, fresh=False)
-            for _ in range(args.runs):
-                results["warm"].append(one_run(page, server, notebook, fresh=False))
-                print(f"# warm: {results['warm'][-1]}", file=sys.stderr, flush=True)
-            for _ in range(args.runs):
-                results["fresh"].append(one_run(page, server, notebook, fresh=True))
-                print(f"# fresh: {results['fresh'][-1]}", file=sys.stderr, flush=True)
+            pages = {}
+            for variant, script in (("", None), (", camera first", PROMPT)):
+                notebook = write_notebook(server, f"first-echo{len(pages)}.ipynb", [CELL])
+                page = new_page(browser, init_script=script)
+                open_and_run_all(page, server, notebook)  # the first run warms kernel and page
+                one_run(page, server, notebook, fresh=False)
+                pages[variant] = (page, notebook)
+            for kind in ("warm", "fresh"):
+                for _ in range(args.runs):
+                    for variant, (page, notebook) in pages.items():
+                        run = one_run(page, server, notebook, fresh=kind == "fresh")
+                        results[kind + variant].append(run)
+                        print(f"# {kind}{variant}: {run}", file=sys.stderr, flush=True)
         finally:
             browser.close()
             stop_server(server.process)

@@ -192,7 +192,8 @@ class SessionHub:
         if isinstance(message, protocol.Ice):
             session.add_ice_candidate(message.candidate)
         elif isinstance(message, protocol.Setup):
-            session.record_setup(message.phases, self._view_ms(message.started_at))
+            session.record_setup(message.phases, message.elapsed,
+                                 self._view_ms(message.started_at))
         else:
             session.end("closed")
 

@@ -9,7 +9,8 @@ browser -> kernel::
     {"type": "hello", "session": S}        a view started (S: its first session id)
     {"type": "error", "session": S, "message": str, "code"?: str}
                                            a problem the view met (camera, secure context, ICE)
-    {"type": "setup", "session": S, "phases": {phase: ms, ...}, "started_at"?: epoch ms}
+    {"type": "setup", "session": S, "phases": {phase: ms, ...}, "elapsed"?: ms,
+     "started_at"?: epoch ms}
                                            how long this session took to its first echo frame
 
 kernel -> browser::
@@ -96,6 +97,8 @@ class Setup:
     """Milliseconds per phase of :data:`SETUP_PHASES` the view measured."""
     started_at: float | None = None
     """When the view started, in ms since the epoch (sent with its first session only)."""
+    elapsed: float | None = None
+    """From the first phase's start to the first echoed frame (phases may overlap)."""
 
 
 Message = Offer | Ice | Bye | Hello | BrowserError | Setup
@@ -159,8 +162,13 @@ def _parse_setup(content: dict[str, Any], session: str) -> Setup:
     started_at = content.get("started_at")
     if started_at is not None and not _is_ms(started_at, 1e14):
         raise ProtocolError("A setup's 'started_at' must be ms since the epoch.", session)
+    elapsed = content.get("elapsed")
+    if elapsed is not None and not _is_ms(elapsed, MAX_PHASE_MS):
+        raise ProtocolError(f"A setup's 'elapsed' must be ms from 0 to {MAX_PHASE_MS:g}.",
+                            session)
     ordered = {name: float(phases[name]) for name in SETUP_PHASES if name in phases}
-    return Setup(session, ordered, None if started_at is None else float(started_at))
+    return Setup(session, ordered, None if started_at is None else float(started_at),
+                 None if elapsed is None else float(elapsed))
 
 
 def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:

@@ -202,11 +202,14 @@ class EchoSession:
         """The recording in progress, if any."""
         return next((s for s in self.video.sinks if isinstance(s, Recorder)), None)
 
-    def record_setup(self, phases: dict[str, float], view_ms: float | None) -> None:
-        """The view's measure of this session's setup; ``view_ms``: display to view start."""
+    def record_setup(self, phases: dict[str, float], elapsed: float | None,
+                     view_ms: float | None) -> None:
+        """The view's measure of this session's setup: its phases (which may overlap), the
+        time they took in all (None: their sum), and ``view_ms``, display to view start."""
         setup = {"view": view_ms} if view_ms is not None else {}
         setup.update({name: round(ms, 1) for name, ms in phases.items()})
-        setup["total"] = round(sum(setup.values()), 1)
+        way = sum(phases.values()) if elapsed is None else elapsed
+        setup["total"] = round((view_ms or 0.0) + way, 1)
         self.setup_ms = setup
 
     def stats(self) -> SessionStats:

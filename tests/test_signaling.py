@@ -68,6 +68,7 @@ def test_parse_valid_messages() -> None:
     ({"type": "setup", "session": "s", "phases": {"camera": 1e9}}, "numbers of ms", "s"),
     ({"type": "setup", "session": "s", "phases": {"camera": 1}, "started_at": "now"},
      "'started_at'", "s"),
+    ({"type": "setup", "session": "s", "phases": {"camera": 1}, "elapsed": -5}, "'elapsed'", "s"),
     ({"session": "s"}, "Unknown message type", "s"),
     ({"type": "ice", "session": "s"}, "'candidate'", "s"),
     ({"type": "ice", "session": "s", "candidate": "x"}, "object or null", "s"),
@@ -315,5 +316,10 @@ async def test_the_views_setup_phases_reach_the_stats(vp8_clip: Path) -> None:
     signaling.deliver({"type": "setup", "session": "s", "started_at": 1000.0,
                        "phases": {"first_frame": 90}})
     assert widget.hub.snapshot()["setup_ms"] == {"first_frame": 90.0, "total": 90.0}
+    # phases that overlapped (the camera opened while the session negotiated): the view's
+    # own elapsed time is the total, not their sum
+    signaling.deliver({"type": "setup", "session": "s", "elapsed": 260, "phases": {
+        "camera": 180, "signaling": 145, "connect": 50, "first_frame": 60}})
+    assert widget.hub.snapshot()["setup_ms"]["total"] == 260.0
     await client.close()
     await widget.aclose()

@@ -65,10 +65,11 @@ var offer = (session, sdp) => ({ type: "offer", session, sdp });
 var ice = (session, candidate) => ({ type: "ice", session, candidate });
 var bye = (session) => ({ type: "bye", session });
 var error = (session, message, code) => ({ type: "error", session, message, code });
-var setup = (session, phases, startedAt) => ({
+var setup = (session, phases, elapsed, startedAt) => ({
   type: "setup",
   session,
   phases,
+  elapsed,
   ...startedAt === null ? {} : { started_at: startedAt }
 });
 function parseKernelMessage(content) {
@@ -179,9 +180,23 @@ var Camera = class {
   microphoneError = null;
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
-  /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
-  constructor(getUserMedia) {
+  /**
+   * @param {GetUserMedia | null} getUserMedia null: the page can't use a camera
+   * @param {() => Promise<string>} [permission] the camera permission's state ("granted",
+   *   "prompt", "denied"), as the Permissions API tells it
+   */
+  constructor(getUserMedia, permission = async () => "prompt") {
     this.getUserMedia = getUserMedia;
+    this.permission = permission;
+  }
+  /** Whether the camera will open without asking the user (permission already granted). */
+  async granted() {
+    if (!this.getUserMedia) return false;
+    try {
+      return await this.permission() === "granted";
+    } catch {
+      return false;
+    }
   }
   /** Whether this page may use a camera at all (a secure context). */
   get available() {
@@ -392,7 +407,7 @@ var Session = class {
    * the processed video; `start` sends the offer.
    * @param {object} options
    * @param {Model} options.model
-   * @param {MediaStream} options.stream
+   * @param {MediaStream | null} options.stream null: the camera is still opening (see `attach`)
    * @param {Rtc} options.rtc
    * @param {SessionEvents} options.events
    * @param {string} [options.id]
@@ -405,11 +420,14 @@ var Session = class {
       iceServers: model.get("ice_servers") ?? [],
       iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all"
     });
-    const [track] = stream.getVideoTracks();
-    const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    const [track] = stream?.getVideoTracks() ?? [];
+    const camera = this.pc.addTransceiver(
+      track ?? "video",
+      { direction: "sendrecv", streams: stream ? [stream] : [] }
+    );
     const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
-    const [microphone] = stream.getAudioTracks?.() ?? [];
-    const audio = microphone ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] }) : null;
+    const [microphone] = stream?.getAudioTracks?.() ?? [];
+    const audio = microphone && stream ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] }) : null;
     this.sender = camera.sender;
     this.audioSender = audio?.sender ?? null;
     this.echoReceivers = [camera.receiver, ...audio ? [audio.receiver] : []];
@@ -449,6 +467,16 @@ var Session = class {
    */
   async replaceTrack(track) {
     if (!this.#closed) await this.sender.replaceTrack(track);
+  }
+  /**
+   * Send the camera that opened after the session started (no renegotiation).
+   * @param {MediaStream} stream
+   */
+  async attach(stream) {
+    const [track] = stream.getVideoTracks();
+    if (this.#closed || !track) return;
+    this.sender.setStreams?.(stream);
+    await this.sender.replaceTrack(track);
   }
   /**
    * Send a new microphone track on this connection (when it sends one).
@@ -559,7 +587,12 @@ var SetupClock = class {
   has(name) {
     return name in this.#marks;
   }
-  /** @returns {Record<string, number>} ms per phase whose two marks were made */
+  /** @returns {number} ms from the first mark (the camera asked for, or the offer begun) to the last */
+  elapsed() {
+    const times = Object.values(this.#marks);
+    return times.length ? Math.round((Math.max(...times) - Math.min(...times)) * 10) / 10 : 0;
+  }
+  /** @returns {Record<string, number>} ms per phase whose two marks were made (they may overlap) */
   phases() {
     const phases = {};
     for (const [phase, from, to] of PHASES) {
@@ -616,9 +649,20 @@ var EchoController = class {
   announce() {
     this.model.send(hello(this.viewId));
   }
-  /** Open the camera and connect to the kernel. */
+  /**
+   * Open the camera and connect to the kernel. When the camera opens without asking the
+   * user and carries no microphone, the session is negotiated while it opens (its track is
+   * attached once it is open), so the two waits overlap; else one follows the other.
+   */
   async start() {
-    if (await this.openCamera()) await this.connect();
+    const early = !this.session && !this.model.get("audio") && await this.camera.granted();
+    if (this.destroyed) return;
+    const opening = this.openCamera();
+    if (early) await this.connect();
+    if (!await opening) return;
+    const stream = this.camera.stream;
+    if (this.session && stream) await this.session.attach(stream);
+    else await this.connect();
   }
   /** @returns {Promise<boolean>} whether the camera is open */
   async openCamera() {
@@ -638,10 +682,14 @@ var EchoController = class {
     try {
       stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error2) {
+      this.session?.close();
       this.failCamera(error2);
       return false;
     }
-    if (!stream) return false;
+    if (!stream) {
+      this.session?.close();
+      return false;
+    }
     this.#setup?.mark("cameraOpen");
     this.view.showLocal(stream);
     this.reportMicrophone();
@@ -663,13 +711,17 @@ var EchoController = class {
       this.model.send(error(this.reportId, message, "microphone-unavailable"));
     }
   }
-  /** Start a new session with the kernel, sending the open camera's video. */
+  /**
+   * Start a new session with the kernel, sending the open camera's video, or the camera's
+   * once it is open (while it opens: see `start`).
+   */
   async connect() {
     const stream = this.camera.stream;
-    if (!stream || this.session) return;
+    const opening = this.#setup?.has("cameraRequested") && !this.#setup.has("cameraOpen");
+    if (!stream && !opening || this.session) return;
     this.setStatus("connecting");
     if (this.error?.code !== "microphone-unavailable") this.setError(null);
-    const setup2 = this.#setup?.has("cameraOpen") && !this.#setup.has("offering") ? this.#setup : new SetupClock();
+    const setup2 = this.#setup?.has("cameraRequested") && !this.#setup.has("offering") ? this.#setup : new SetupClock();
     setup2.mark("offering");
     const session = new Session({
       model: this.model,
@@ -719,7 +771,7 @@ var EchoController = class {
     setup2.mark("firstFrame");
     const startedAt = setup2.has("cameraRequested") ? this.#startedAt : null;
     if (startedAt !== null) this.#startedAt = null;
-    this.model.send(setup(session.id, setup2.phases(), startedAt));
+    this.model.send(setup(session.id, setup2.phases(), setup2.elapsed(), startedAt));
   }
   /** @param {Session} session */
   async onConnected(session) {
@@ -1374,7 +1426,13 @@ var RESOLUTIONS = ["320x240", "640x480", "1280x720", "1920x1080"];
 var FRAME_RATES = ["15", "24", "30", "60"];
 function pageCamera() {
   const media = window.isSecureContext ? navigator.mediaDevices : void 0;
-  return new Camera(media ? (constraints) => media.getUserMedia(constraints) : null);
+  return new Camera(
+    media ? (constraints) => media.getUserMedia(constraints) : null,
+    async () => (await navigator.permissions.query({ name: (
+      /** @type {PermissionName} */
+      "camera"
+    ) })).state
+  );
 }
 var pageRtc = {
   createPeer: (config) => new RTCPeerConnection(config),

@@ -72,9 +72,24 @@ export class Camera {
   /** Bumped by every open, reopen and stop: a getUserMedia that resolves later is stale. */
   #generation = 0;
 
-  /** @param {GetUserMedia | null} getUserMedia null: the page can't use a camera */
-  constructor(getUserMedia) {
+  /**
+   * @param {GetUserMedia | null} getUserMedia null: the page can't use a camera
+   * @param {() => Promise<string>} [permission] the camera permission's state ("granted",
+   *   "prompt", "denied"), as the Permissions API tells it
+   */
+  constructor(getUserMedia, permission = async () => "prompt") {
     this.getUserMedia = getUserMedia;
+    this.permission = permission;
+  }
+
+  /** Whether the camera will open without asking the user (permission already granted). */
+  async granted() {
+    if (!this.getUserMedia) return false;
+    try {
+      return (await this.permission()) === "granted";
+    } catch {
+      return false;
+    }
   }
 
   /** Whether this page may use a camera at all (a secure context). */

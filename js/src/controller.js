@@ -76,9 +76,20 @@ export class EchoController {
     this.model.send(protocol.hello(this.viewId));
   }
 
-  /** Open the camera and connect to the kernel. */
+  /**
+   * Open the camera and connect to the kernel. When the camera opens without asking the
+   * user and carries no microphone, the session is negotiated while it opens (its track is
+   * attached once it is open), so the two waits overlap; else one follows the other.
+   */
   async start() {
-    if (await this.openCamera()) await this.connect();
+    const early = !this.session && !this.model.get("audio") && (await this.camera.granted());
+    if (this.destroyed) return;
+    const opening = this.openCamera();
+    if (early) await this.connect();
+    if (!(await opening)) return;
+    const stream = this.camera.stream;
+    if (this.session && stream) await this.session.attach(stream);
+    else await this.connect();
   }
 
   /** @returns {Promise<boolean>} whether the camera is open */
@@ -97,10 +108,14 @@ export class EchoController {
     try {
       stream = await this.camera.open(this.model.get("video"), Boolean(this.model.get("audio")));
     } catch (error) {
+      this.session?.close();  // one started while the camera opened
       this.failCamera(error);
       return false;
     }
-    if (!stream) return false;
+    if (!stream) {
+      this.session?.close();
+      return false;
+    }
     this.#setup?.mark("cameraOpen");
     this.view.showLocal(stream);
     this.reportMicrophone();
@@ -124,14 +139,18 @@ export class EchoController {
     }
   }
 
-  /** Start a new session with the kernel, sending the open camera's video. */
+  /**
+   * Start a new session with the kernel, sending the open camera's video, or the camera's
+   * once it is open (while it opens: see `start`).
+   */
   async connect() {
     const stream = this.camera.stream;
-    if (!stream || this.session) return;
+    const opening = this.#setup?.has("cameraRequested") && !this.#setup.has("cameraOpen");
+    if ((!stream && !opening) || this.session) return;
     this.setStatus("connecting");
     if (this.error?.code !== "microphone-unavailable") this.setError(null);
     // A session on a camera opened for it counts the camera; a reconnect starts here.
-    const setup = this.#setup?.has("cameraOpen") && !this.#setup.has("offering")
+    const setup = this.#setup?.has("cameraRequested") && !this.#setup.has("offering")
       ? this.#setup : new SetupClock();
     setup.mark("offering");
     const session = new Session({
@@ -183,7 +202,7 @@ export class EchoController {
     setup.mark("firstFrame");
     const startedAt = setup.has("cameraRequested") ? this.#startedAt : null;
     if (startedAt !== null) this.#startedAt = null;  // the view's start is told once
-    this.model.send(protocol.setup(session.id, setup.phases(), startedAt));
+    this.model.send(protocol.setup(session.id, setup.phases(), setup.elapsed(), startedAt));
   }
 
   /** @param {Session} session */

@@ -65,14 +65,16 @@ export const bye = (session) => ({ type: "bye", session });
 export const error = (session, message, code) => ({ type: "error", session, message, code });
 
 /**
- * How long the session took to its first echoed frame, by phase (ms); `startedAt`: when
- * the view started, in ms since the epoch (first session only).
+ * How long the session took to its first echoed frame, by phase (ms, phases may overlap);
+ * `elapsed`: from its start to that frame; `startedAt`: when the view started, in ms since
+ * the epoch (first session only).
  * @param {string} session
  * @param {Record<string, number>} phases
+ * @param {number} elapsed
  * @param {number | null} startedAt
  */
-export const setup = (session, phases, startedAt) => ({
-  type: "setup", session, phases, ...(startedAt === null ? {} : { started_at: startedAt }),
+export const setup = (session, phases, elapsed, startedAt) => ({
+  type: "setup", session, phases, elapsed, ...(startedAt === null ? {} : { started_at: startedAt }),
 });
 
 /**

@@ -76,7 +76,7 @@ export class Session {
    * the processed video; `start` sends the offer.
    * @param {object} options
    * @param {Model} options.model
-   * @param {MediaStream} options.stream
+   * @param {MediaStream | null} options.stream null: the camera is still opening (see `attach`)
    * @param {Rtc} options.rtc
    * @param {SessionEvents} options.events
    * @param {string} [options.id]
@@ -89,15 +89,17 @@ export class Session {
       iceServers: model.get("ice_servers") ?? [],
       iceTransportPolicy: model.get("ice_transport_policy") === "relay" ? "relay" : "all",
     });
-    const [track] = stream.getVideoTracks();
+    const [track] = stream?.getVideoTracks() ?? [];
     // The camera goes to the kernel and comes back as the echo; the second video m-line
     // receives the kernel's processed video (a kernel without one answers it inactive).
-    const camera = this.pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    // Without a stream yet (the camera still opening), the camera's track comes later.
+    const camera = this.pc.addTransceiver(track ?? "video",
+      { direction: "sendrecv", streams: stream ? [stream] : [] });
     const processed = this.pc.addTransceiver("video", { direction: "recvonly" });
     // The microphone, when the stream has one, comes back the same way (a kernel with
     // audio off answers it inactive).
-    const [microphone] = stream.getAudioTracks?.() ?? [];
-    const audio = microphone
+    const [microphone] = stream?.getAudioTracks?.() ?? [];
+    const audio = microphone && stream
       ? this.pc.addTransceiver(microphone, { direction: "sendrecv", streams: [stream] })
       : null;
     this.sender = camera.sender;
@@ -143,6 +145,17 @@ export class Session {
    */
   async replaceTrack(track) {
     if (!this.#closed) await this.sender.replaceTrack(track);
+  }
+
+  /**
+   * Send the camera that opened after the session started (no renegotiation).
+   * @param {MediaStream} stream
+   */
+  async attach(stream) {
+    const [track] = stream.getVideoTracks();
+    if (this.#closed || !track) return;
+    this.sender.setStreams?.(stream);
+    await this.sender.replaceTrack(track);
   }
 
   /**

@@ -36,7 +36,13 @@ export class SetupClock {
     return name in this.#marks;
   }
 
-  /** @returns {Record<string, number>} ms per phase whose two marks were made */
+  /** @returns {number} ms from the first mark (the camera asked for, or the offer begun) to the last */
+  elapsed() {
+    const times = Object.values(this.#marks);
+    return times.length ? Math.round((Math.max(...times) - Math.min(...times)) * 10) / 10 : 0;
+  }
+
+  /** @returns {Record<string, number>} ms per phase whose two marks were made (they may overlap) */
   phases() {
     /** @type {Record<string, number>} */
     const phases = {};

@@ -27,7 +27,8 @@ const FRAME_RATES = ["15", "24", "30", "60"];
 /** @returns {Camera} the page's camera (none outside a secure context) */
 function pageCamera() {
   const media = window.isSecureContext ? navigator.mediaDevices : undefined;
-  return new Camera(media ? (constraints) => media.getUserMedia(constraints) : null);
+  return new Camera(media ? (constraints) => media.getUserMedia(constraints) : null,
+    async () => (await navigator.permissions.query({ name: /** @type {PermissionName} */ ("camera") })).state);
 }
 
 /** @type {import("./session.js").Rtc} */

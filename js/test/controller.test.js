@@ -13,8 +13,8 @@ const ORIGIN = "http://example.test:8888";
  * A controller on a fake model, camera and WebRTC, with a view that records what it is shown.
  * @param {{secure?: boolean}} [options]
  */
-/** @param {{secure?: boolean, frontEnd?: import("../src/camera.js").FrontEnd, audio?: boolean}} [options] */
-function makeController({ secure = true, frontEnd = "browser", audio = false } = {}) {
+/** @param {{secure?: boolean, frontEnd?: import("../src/camera.js").FrontEnd, audio?: boolean, granted?: boolean}} [options] */
+function makeController({ secure = true, frontEnd = "browser", audio = false, granted = false } = {}) {
   const model = new FakeModel({ video: { width: 640, height: 480 }, audio });
   const gum = fakeGetUserMedia();
   const view = {
@@ -44,7 +44,7 @@ function makeController({ secure = true, frontEnd = "browser", audio = false } =
   };
   const controller = new EchoController({
     model: model.asModel(),
-    camera: new Camera(secure ? gum.getUserMedia : null),
+    camera: new Camera(secure ? gum.getUserMedia : null, async () => (granted ? "granted" : "prompt")),
     rtc: fakeRtc,
     origin: ORIGIN,
     view,
@@ -241,6 +241,7 @@ describe("EchoController", () => {
     assert.deepEqual(Object.keys(setup.phases), ["camera", "signaling", "connect", "first_frame"]);
     assert.ok(Object.values(setup.phases).every((/** @type {any} */ ms) => typeof ms === "number" && ms >= 0));
     assert.ok(setup.started_at >= before && setup.started_at <= Date.now());
+    assert.ok(setup.elapsed >= 0 && typeof setup.elapsed === "number");
 
     controller.hangUp();  // a reconnect reuses the open camera: no camera phase, no start
     await controller.connect();
@@ -341,11 +342,75 @@ describe("EchoController", () => {
     let release = () => undefined;
     gum.gate = new Promise((resolve) => { release = () => resolve(undefined); });
     const starting = controller.start();
+    await settle();
+    assert.equal(gum.calls.length, 1, "the camera is being opened");
     controller.destroy();
     release();
     await starting;
     assert.equal(gum.streams[0].track.stopped, true);
     assert.equal(controller.session, null);
+    assert.deepEqual(model.sentOf("offer"), []);
+  });
+
+  it("with the camera already allowed, negotiates while it opens, then sends its track", async () => {
+    const { controller, gum, model } = makeController({ granted: true });
+    /** @type {() => void} */
+    let release = () => undefined;
+    gum.gate = new Promise((resolve) => { release = () => resolve(undefined); });
+    const starting = controller.start();
+    await settle();
+    assert.equal(gum.calls.length, 1);
+    assert.equal(model.sentOf("offer").length, 1, "the offer went out while the camera opens");
+    const pc = lastPeer();
+    assert.equal(pc.transceivers[0].trackOrKind, "video", "no track yet");
+    assert.deepEqual(pc.transceivers[0].init.direction, "sendrecv");
+    release();
+    await starting;
+    assert.deepEqual(pc.replacedTracks, [gum.streams[0].track], "the camera's track, once open");
+    assert.equal(lastPeer(), pc, "on the same session");
+  });
+
+  it("with the camera allowed but failing, ends the early session and says why", async () => {
+    const { controller, gum, model } = makeController({ granted: true });
+    /** @type {() => void} */
+    let release = () => undefined;
+    gum.gate = new Promise((resolve) => { release = () => resolve(undefined); });
+    gum.failWith = "NotReadableError";
+    const starting = controller.start();
+    await settle();
+    const pc = lastPeer();
+    release();
+    await starting;
+    assert.equal(pc.closed, true);
+    assert.deepEqual(model.sentOf("bye").map((/** @type {any} */ m) => m.session),
+      model.sentOf("offer").map((/** @type {any} */ m) => m.session));
+    assert.equal(controller.session, null);
+    assert.equal(controller.status, "failed");
+    assert.equal(controller.error?.code, "camera-busy");
+  });
+
+  it("opens the camera first when it may ask the user, or when a microphone goes along", async () => {
+    for (const options of [{ granted: false }, { granted: true, audio: true }]) {
+      FakePeerConnection.made = [];
+      const { controller, gum, model } = makeController(options);
+      /** @type {() => void} */
+      let release = () => undefined;
+      gum.gate = new Promise((resolve) => { release = () => resolve(undefined); });
+      const starting = controller.start();
+      await settle();
+      assert.deepEqual(model.sentOf("offer"), [], JSON.stringify(options));
+      release();
+      await starting;
+      assert.equal(model.sentOf("offer").length, 1);
+    }
+  });
+
+  it("destroyed before the camera was asked for: asks for nothing", async () => {
+    const { controller, gum, model } = makeController();
+    const starting = controller.start();
+    controller.destroy();
+    await starting;
+    assert.deepEqual(gum.calls, []);
     assert.deepEqual(model.sentOf("offer"), []);
   });
 

@@ -20,6 +20,25 @@ describe("SetupClock", () => {
     now = 420;
     clock.mark("firstFrame");
     assert.deepEqual(clock.phases(), { camera: 180, signaling: 80, connect: 70, first_frame: 90 });
+    assert.equal(clock.elapsed(), 420);
+  });
+
+  it("measures the whole way once, when the camera opens while the session negotiates", () => {
+    let now = 0;
+    const clock = new SetupClock(() => now);
+    clock.mark("cameraRequested");
+    now = 5;
+    clock.mark("offering");
+    now = 150;
+    clock.mark("answered");
+    now = 180;
+    clock.mark("cameraOpen");
+    now = 200;
+    clock.mark("connected");
+    now = 260;
+    clock.mark("firstFrame");
+    assert.deepEqual(clock.phases(), { camera: 180, signaling: 145, connect: 50, first_frame: 60 });
+    assert.equal(clock.elapsed(), 260, "less than the phases' sum: they overlap");
   });
 
   it("leaves out a phase one of whose marks is missing (a reconnect has no camera)", () => {
