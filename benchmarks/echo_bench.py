@@ -7,7 +7,9 @@
 A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
 recording every stream; ``forward+audio``: EchoWidget(audio=True), each peer sending the same
 video and a 32 kb/s Opus track; ``relay``: the aiortc echo a user would otherwise write, with
-``MediaRelay``, which decodes and re-encodes). A separate client process runs N aiortc peers,
+``MediaRelay``, which decodes and re-encodes; ``janus``: Janus's echotest plugin, a C
+forwarder, the anchor for what forwarding should cost: see janus_anchor.py). A separate
+client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``. Signaling between the two goes
 over a loopback TCP socket as JSON lines, in the widget's own protocol. Everything runs in a
@@ -126,7 +128,7 @@ class BenchPeer:
     view's second (recvonly) video m-line, and the processed frames' arrivals are timed."""
 
     def __init__(self, session: str, clip: Path, answers: dict[str, asyncio.Future[str]],
-                 writer: asyncio.StreamWriter, *, processed: bool = False,
+                 writer: asyncio.StreamWriter | None, *, processed: bool = False,
                  audio: bool = False) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
@@ -135,6 +137,8 @@ class BenchPeer:
         from echo_widget.testing import AvClip, PacedTrack  # decode=False, paced, looped
 
         self.session, self._answers, self._writer = session, answers, writer
+        self.janus: Any = None
+        """Without a writer, the signaling is Janus's (janus_anchor.JanusSession)."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.sent: dict[bytes, float] = {}
         self.track: Any
@@ -184,11 +188,17 @@ class BenchPeer:
         from aiortc import RTCSessionDescription
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        self._answers[self.session] = asyncio.get_running_loop().create_future()
         self.offered_at = time.perf_counter()
-        self._writer.write(json.dumps({"type": "offer", "session": self.session,
-                                       "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
-        sdp = await self._answers[self.session]
+        if self._writer is None:
+            from janus_anchor import JanusSession
+
+            self.janus = JanusSession()
+            sdp = await self.janus.exchange(self.pc.localDescription.sdp)
+        else:
+            self._answers[self.session] = asyncio.get_running_loop().create_future()
+            self._writer.write(json.dumps({"type": "offer", "session": self.session,
+                                           "sdp": self.pc.localDescription.sdp}).encode() + b"\n")
+            sdp = await self._answers[self.session]
         self.answered_in = time.perf_counter() - self.offered_at
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
@@ -241,8 +251,12 @@ class _Arrivals:
 
 async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool = False
                  ) -> dict[str, Any]:
-    """N peers: connect, wait until all echo, measure until told to stop, report raw numbers."""
-    writer, answers, reading = await open_signaling(port)
+    """N peers: connect, wait until all echo, measure until told to stop, report raw numbers.
+    Port 0: the peers talk to Janus instead."""
+    writer: asyncio.StreamWriter | None = None
+    answers: dict[str, asyncio.Future[str]] = {}
+    if port:
+        writer, answers, reading = await open_signaling(port)
     loop = asyncio.get_running_loop()
 
     peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer, audio=audio)
@@ -260,7 +274,13 @@ async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool =
     fps = [(len(p.frames) - m[0]) / elapsed for p, m in zip(peers, marks, strict=True)]
     latencies = [x for p, m in zip(peers, marks, strict=True) for x in p.latencies[m[1]:]]
     firsts = [p.first_frame for p in peers if p.first_frame is not None]
-    await close_peers(peers, writer, reading)
+    if writer is not None:
+        await close_peers(peers, writer, reading)
+    else:
+        await asyncio.gather(*(p.janus.close() for p in peers if p.janus is not None))
+        await asyncio.gather(*(p.pc.close() for p in peers))
+        for p in peers:
+            p.track.stop()
     return {"fps": fps, "latencies": latencies, "firsts": firsts,
             "answers": [p.answered_in for p in peers]}
 
@@ -319,8 +339,14 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
     record_dir.mkdir()
     me = [sys.executable, __file__]
     procs = max(1, min(client_procs, streams))
-    server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
-                               "--record-dir", str(record_dir), "--clients", str(procs)])
+    if mode == "janus":
+        import janus_anchor
+
+        server = janus_anchor.start(work / f"janus-{streams}", work / f"janus-{streams}.log")
+        port_file.write_text("0")
+    else:
+        server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
+                                   "--record-dir", str(record_dir), "--clients", str(procs)])
     clients: list[subprocess.Popen[str]] = []
     try:
         while not port_file.exists() or not port_file.read_text():
@@ -352,6 +378,8 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             assert proc.stdout is not None
             parts.append(json.loads(proc.stdout.readline()))
             proc.wait(60)
+        if mode == "janus":
+            server.terminate()
         server.wait(60)
     finally:
         for process in (server, *clients):
@@ -407,6 +435,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
         for n in sorted(set(relay) & set(forward)):
             print(f"relay / forward CPU per stream at equal N={n}: "
                   f"{relay[n]['cpu_per_stream'] / forward[n]['cpu_per_stream']:.1f}x")
+    janus = {r["streams"]: r for r in results if r["mode"] == "janus"}
+    for n in sorted(set(forward) & set(janus)):
+        print(f"forward / janus CPU per stream at N={n}: "
+              f"{forward[n]['cpu_per_stream']:.2f} / {janus[n]['cpu_per_stream']:.2f} = "
+              f"x{forward[n]['cpu_per_stream'] / janus[n]['cpu_per_stream']:.2f}")
     for n in sorted(set(forward) & set(recording)):
         added = recording[n]["cpu_total"] / forward[n]["cpu_total"] - 1
         print(f"recording adds at N={n}: {100 * added:+.0f}% server CPU "
@@ -455,6 +488,12 @@ def main() -> None:
     if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
         os.execv(str(ROOT / "tools" / "netns-run"),
                  [str(ROOT / "tools" / "netns-run"), sys.executable, *sys.argv])
+    if "janus" in args.modes.split(","):
+        import janus_anchor
+
+        if not janus_anchor.available():
+            sys.exit("the janus mode needs Debian's janus package (apt install janus)")
+        janus_anchor.add_veth()  # before any mode, so that every mode sees the same interfaces
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         from echo_widget.testing import make_clip

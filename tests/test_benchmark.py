@@ -18,7 +18,7 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1,2",
-         "--modes", "forward,relay", "--relay-streams", "1", "--seconds", "3",
+         "--modes", "forward,relay,janus", "--relay-streams", "1", "--seconds", "3",
          "--json", str(out)],
         capture_output=True, text=True, timeout=200, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -29,6 +29,12 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     # forwarding must stay far cheaper than decoding and re-encoding, at equal N
     assert rows["forward", 1]["cpu_per_stream"] <= relay["cpu_per_stream"] / 3, rows
     assert "relay / forward CPU per stream at equal N=1:" in result.stdout
+    # the C anchor runs in the same run, on the same clients
+    janus = rows["janus", 2]
+    assert janus["connected"] == 2
+    assert 0 < janus["cpu_per_stream"] < 50
+    assert 5 < janus["fps_min"] <= janus["fps_median"] < 40
+    assert "forward / janus CPU per stream at N=2:" in result.stdout
     assert relay["connected"] == 1
     for row in (forward, relay):
         assert 0 < row["cpu_per_stream"] < 200
