@@ -621,11 +621,13 @@ var EchoController = class {
   destroyed = false;
   /** @type {SetupClock | null} the next session's setup, from the camera request on */
   #setup = null;
-  /** When this view first asked for the camera, in ms since the epoch; sent once. */
+  /** When this view first asked for the camera, in ms since the epoch. */
   #startedAt = (
     /** @type {number | null} */
     null
   );
+  /** Whether `#startedAt` was told to the kernel (it is, once). */
+  #startTold = false;
   /**
    * @param {object} options
    * @param {Model} options.model
@@ -769,8 +771,8 @@ var EchoController = class {
     if (setup2.has("firstFrame") || session.closed || this.destroyed) return;
     setup2.mark("connected");
     setup2.mark("firstFrame");
-    const startedAt = setup2.has("cameraRequested") ? this.#startedAt : null;
-    if (startedAt !== null) this.#startedAt = null;
+    const startedAt = setup2.has("cameraRequested") && !this.#startTold ? this.#startedAt : null;
+    if (startedAt !== null) this.#startTold = true;
     this.model.send(setup(session.id, setup2.phases(), setup2.elapsed(), startedAt));
   }
   /** @param {Session} session */

@@ -46,8 +46,10 @@ export class EchoController {
   destroyed = false;
   /** @type {SetupClock | null} the next session's setup, from the camera request on */
   #setup = null;
-  /** When this view first asked for the camera, in ms since the epoch; sent once. */
+  /** When this view first asked for the camera, in ms since the epoch. */
   #startedAt = /** @type {number | null} */ (null);
+  /** Whether `#startedAt` was told to the kernel (it is, once). */
+  #startTold = false;
 
   /**
    * @param {object} options
@@ -200,8 +202,8 @@ export class EchoController {
     if (setup.has("firstFrame") || session.closed || this.destroyed) return;
     setup.mark("connected");  // frames can be shown before the state change is seen
     setup.mark("firstFrame");
-    const startedAt = setup.has("cameraRequested") ? this.#startedAt : null;
-    if (startedAt !== null) this.#startedAt = null;  // the view's start is told once
+    const startedAt = setup.has("cameraRequested") && !this.#startTold ? this.#startedAt : null;
+    if (startedAt !== null) this.#startTold = true;  // the view's start is told once
     this.model.send(protocol.setup(session.id, setup.phases(), setup.elapsed(), startedAt));
   }
 

@@ -254,6 +254,18 @@ describe("EchoController", () => {
     assert.equal(again.session, second?.id);
     assert.deepEqual(Object.keys(again.phases), ["signaling", "connect", "first_frame"]);
     assert.equal("started_at" in again, false);
+
+    controller.stopCamera();  // a camera opened anew has its phase, but the view started once
+    await controller.start();
+    const third = controller.session;
+    await model.receive({ type: "answer", session: third?.id, sdp: "v=0 answer" });
+    lastPeer().emitState("connected");
+    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
+    view.firstFrame?.();
+    const reopened = /** @type {any} */ (model.sentOf("setup")[2]);
+    assert.equal(reopened.session, third?.id);
+    assert.equal("camera" in reopened.phases, true);
+    assert.equal("started_at" in reopened, false);
   });
 
   it("reconnects with a new session id, closing the old peer and ignoring its late messages", async () => {
