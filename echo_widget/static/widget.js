@@ -1307,9 +1307,9 @@ function setupRow(stats) {
     /** @type {Record<string, number> | null | undefined} */
     stats.setup_ms
   );
-  if (!setup2 || !Number.isFinite(setup2.total)) return "–";
-  const parts = SETUP_LABELS.filter(([key]) => Number.isFinite(setup2[key])).map(([key, label]) => `${label} ${Math.round(setup2[key])}`);
-  return `${Math.round(setup2.total)} ms (${parts.join(" · ")})`;
+  if (!setup2 || !Number.isFinite(setup2.total)) return ["–", ""];
+  const parts = SETUP_LABELS.filter(([key]) => Number.isFinite(setup2[key])).map(([key, label]) => `${label} ${Math.round(setup2[key])} ms`);
+  return [`${Math.round(setup2.total)} ms`, parts.join(" · ")];
 }
 function statRows(stats, processing) {
   const number = (key) => Number(stats[key] ?? 0);
@@ -1331,7 +1331,7 @@ function statRows(stats, processing) {
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
     ["audio", "audio", audioRow(stats)],
-    ["setup", "first echo", setupRow(stats)]
+    ["setup", "first echo", ...setupRow(stats)]
   ];
 }
 function addSample(history, stats) {
@@ -1375,10 +1375,11 @@ var StatsPanel = class {
   }
   render() {
     const rows = statRows(this.model.get("stats") ?? {}, Boolean(this.model.get("_processing")));
-    this.grid.replaceChildren(...rows.map(([key, label, value]) => {
+    this.grid.replaceChildren(...rows.map(([key, label, value, tooltip]) => {
       const group = element("div", "echo-widget-stat");
       const detail = element("span", "echo-widget-stat-value", value);
       detail.dataset.stat = key;
+      if (tooltip) detail.title = tooltip;
       group.append(element("span", "echo-widget-stat-label", label), detail);
       return group;
     }));

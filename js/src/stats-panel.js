@@ -72,22 +72,23 @@ const SETUP_LABELS = /** @type {const} */ ([
 ]);
 
 /**
- * The latest session's time to its first echoed frame, and its phases.
+ * The latest session's time to its first echoed frame, and its phases (for the tooltip).
  * @param {Stats} stats
+ * @returns {[string, string]}
  */
 function setupRow(stats) {
   const setup = /** @type {Record<string, number> | null | undefined} */ (stats.setup_ms);
-  if (!setup || !Number.isFinite(setup.total)) return "–";
+  if (!setup || !Number.isFinite(setup.total)) return ["–", ""];
   const parts = SETUP_LABELS.filter(([key]) => Number.isFinite(setup[key]))
-    .map(([key, label]) => `${label} ${Math.round(setup[key])}`);
-  return `${Math.round(setup.total)} ms (${parts.join(" · ")})`;
+    .map(([key, label]) => `${label} ${Math.round(setup[key])} ms`);
+  return [`${Math.round(setup.total)} ms`, parts.join(" · ")];
 }
 
 /**
- * The grid's rows: `[key (data-stat), label, value]`.
+ * The grid's rows: `[key (data-stat), label, value, tooltip?]`.
  * @param {Stats} stats
  * @param {boolean} processing whether the kernel has a transform (the model's `_processing`)
- * @returns {[string, string, string][]}
+ * @returns {[string, string, string, string?][]}
  */
 export function statRows(stats, processing) {
   const number = (/** @type {string} */ key) => Number(stats[key] ?? 0);
@@ -110,7 +111,7 @@ export function statRows(stats, processing) {
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
     ["audio", "audio", audioRow(stats)],
-    ["setup", "first echo", setupRow(stats)],
+    ["setup", "first echo", ...setupRow(stats)],
   ];
 }
 
@@ -160,10 +161,11 @@ export class StatsPanel {
 
   render() {
     const rows = statRows(this.model.get("stats") ?? {}, Boolean(this.model.get("_processing")));
-    this.grid.replaceChildren(...rows.map(([key, label, value]) => {
+    this.grid.replaceChildren(...rows.map(([key, label, value, tooltip]) => {
       const group = element("div", "echo-widget-stat");
       const detail = element("span", "echo-widget-stat-value", value);
       detail.dataset.stat = key;
+      if (tooltip) detail.title = tooltip;
       group.append(element("span", "echo-widget-stat-label", label), detail);
       return group;
     }));
