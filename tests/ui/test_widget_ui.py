@@ -63,7 +63,8 @@ def wait_error(page: Page, words: str, name: str, timeout: float = 30_000) -> st
         shot = screenshot(page, f"failure-{name}")
         raise AssertionError(f"no error with {words!r} shown: "
                              f"{page.locator('.echo-widget').all_inner_texts()}; {shot}") from None
-    screenshot(page, f"error-{name}")
+    page.locator(".echo-widget-error", has_text=words).first.scroll_into_view_if_needed()
+    screenshot(page, f"error-{name}")  # the view that shows it, scrolled into sight
     return page.locator(".echo-widget-error").first.inner_text()
 
 
