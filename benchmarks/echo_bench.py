@@ -488,13 +488,14 @@ def main() -> None:
     if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
         os.execv(str(ROOT / "tools" / "netns-run"),
                  [str(ROOT / "tools" / "netns-run"), sys.executable, *sys.argv])
+    interfaces: Any = contextlib.nullcontext()
     if "janus" in args.modes.split(","):
         import janus_anchor
 
         if not janus_anchor.available():
             sys.exit("the janus mode needs Debian's janus package (apt install janus)")
-        janus_anchor.add_veth()  # before any mode, so that every mode sees the same interfaces
-    with tempfile.TemporaryDirectory() as tmp:
+        interfaces = janus_anchor.veth()  # before any mode: every mode sees the same ones
+    with interfaces, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         from echo_widget.testing import make_clip
 

@@ -12,12 +12,14 @@ answer from the session's long poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,23 @@ def available() -> bool:
     return shutil.which("janus") is not None and echotest.exists()
 
 
-def add_veth() -> None:
-    """Inside the namespace: a veth pair, IPv6 off, ``ADDRESS`` on one end (idempotent)."""
+@contextlib.contextmanager
+def veth() -> Iterator[None]:
+    """The veth pair for the time of a run; removed after it, so that the namespace (which
+    may be a test run's, shared with other tests) is left as it was found."""
+    added = add_veth()
+    try:
+        yield
+    finally:
+        if added:
+            subprocess.run(["ip", "link", "del", VETH], check=False)
+
+
+def add_veth() -> bool:
+    """Inside the namespace: a veth pair, IPv6 off, ``ADDRESS`` on one end; False if it
+    was there already."""
     if subprocess.run(["ip", "link", "show", VETH], capture_output=True).returncode == 0:
-        return  # (/sys/class/net shows the host's interfaces, not this namespace's)
+        return False  # (/sys/class/net shows the host's interfaces, not this namespace's)
     for command in (
             ["ip", "link", "add", VETH, "type", "veth", "peer", "name", VETH_PEER],
             ["sysctl", "-qw", f"net.ipv6.conf.{VETH}.disable_ipv6=1"],
@@ -44,6 +59,7 @@ def add_veth() -> None:
             ["ip", "link", "set", VETH, "up"],
             ["ip", "link", "set", VETH_PEER, "up"]):
         subprocess.run(command, check=True)
+    return True
 
 
 def write_config(folder: Path) -> Path:
@@ -84,8 +100,8 @@ admin: { admin_http = false }
 
 
 def start(folder: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start Janus with its config in ``folder``; return once its HTTP API answers."""
-    add_veth()
+    """Start Janus with its config in ``folder`` (the veth pair up); return once its HTTP
+    API answers."""
     write_config(folder)
     with log.open("wb") as out:
         process = subprocess.Popen(["janus", "-F", str(folder), "--disable-colors"],

@@ -35,6 +35,9 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     assert 0 < janus["cpu_per_stream"] < 50
     assert 5 < janus["fps_min"] <= janus["fps_median"] < 40
     assert "forward / janus CPU per stream at N=2:" in result.stdout
+    # the namespace (this test run's, shared with later tests) is left as it was found
+    interfaces = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "echo-veth" not in interfaces, interfaces
     assert relay["connected"] == 1
     for row in (forward, relay):
         assert 0 < row["cpu_per_stream"] < 200
