@@ -56,6 +56,21 @@ function makeController({ secure = true, frontEnd = "browser", audio = false, gr
 /** Let pending promise callbacks run. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * The kernel answers the current session, it connects, its echo arrives and its first frame
+ * shows.
+ * @param {EchoController} controller
+ * @param {FakeModel} model
+ * @param {{firstFrame: (() => void) | null}} view
+ */
+async function echoFirstFrame(controller, model, view) {
+  await model.receive({ type: "answer", session: controller.session?.id, sdp: "v=0 answer" });
+  lastPeer().emitState("connected");
+  lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
+  await settle();
+  view.firstFrame?.();
+}
+
 beforeEach(() => {
   FakePeerConnection.made = [];
 });
@@ -246,10 +261,7 @@ describe("EchoController", () => {
     controller.hangUp();  // a reconnect reuses the open camera: no camera phase, no start
     await controller.connect();
     const second = controller.session;
-    await model.receive({ type: "answer", session: second?.id, sdp: "v=0 answer" });
-    lastPeer().emitState("connected");
-    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
-    view.firstFrame?.();
+    await echoFirstFrame(controller, model, view);
     const again = /** @type {any} */ (model.sentOf("setup")[1]);
     assert.equal(again.session, second?.id);
     assert.deepEqual(Object.keys(again.phases), ["signaling", "connect", "first_frame"]);
@@ -258,10 +270,7 @@ describe("EchoController", () => {
     controller.stopCamera();  // a camera opened anew has its phase, but the view started once
     await controller.start();
     const third = controller.session;
-    await model.receive({ type: "answer", session: third?.id, sdp: "v=0 answer" });
-    lastPeer().emitState("connected");
-    lastPeer().emitTrack(/** @type {any} */ ({ kind: "video" }));
-    view.firstFrame?.();
+    await echoFirstFrame(controller, model, view);
     const reopened = /** @type {any} */ (model.sentOf("setup")[2]);
     assert.equal(reopened.session, third?.id);
     assert.equal("camera" in reopened.phases, true);

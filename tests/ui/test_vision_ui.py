@@ -34,6 +34,19 @@ MAGENTA = (255, 0, 255)
 BOX = {"x": 200, "y": 120, "w": 240, "h": 200}
 
 
+def start_marking(kernel: Any, box: dict[str, Any], model_s: float = 0.0) -> None:
+    """In the kernel, annotate every frame from ``w.frames()`` with ``box``, each after
+    ``model_s`` seconds (a model's time); ``marker`` is the task."""
+    kernel_json(kernel, (
+        "import asyncio, json\n"
+        "async def mark():\n"
+        "    async for frame in w.frames():\n"
+        f"        await asyncio.sleep({model_s})\n"
+        f"        w.annotate(frame, [{box!r}])\n"
+        "marker = asyncio.ensure_future(mark())\n"
+        "print(json.dumps(True))"))
+
+
 def wait_processed_playing(page: Page, timeout: float = 30) -> dict[str, Any]:
     video = page.locator(".echo-widget-processed video").first
     video.scroll_into_view_if_needed()  # an off-screen video reports no frames
@@ -78,14 +91,7 @@ def test_a_box_is_drawn_over_the_echo_on_its_own_frame(lab: Server, browser: Bro
         open_and_run_all(page, lab, notebook)
         wait_for_status(page, "connected")
         kernel = lab.kernel(notebook)
-        box = {"type": "box", **BOX, "color": "#ff00ff"}
-        kernel_json(kernel, (
-            "import asyncio, json\n"
-            "async def mark():\n"
-            "    async for frame in w.frames():\n"
-            f"        w.annotate(frame, [{box!r}])\n"
-            "marker = asyncio.ensure_future(mark())\n"
-            "print(json.dumps(True))"))
+        start_marking(kernel, {"type": "box", **BOX, "color": "#ff00ff"})
         canvas = page.locator("canvas.echo-widget-overlay").first
         page.wait_for_function(
             "() => document.querySelector('canvas.echo-widget-overlay')?.dataset.shapes === '1'",
@@ -144,15 +150,7 @@ def test_a_slow_models_boxes_land_on_their_frames_by_holding_the_echo_back(
         open_and_run_all(page, lab, notebook)
         wait_for_status(page, "connected")
         kernel = lab.kernel(notebook)
-        box = {"type": "box", **BOX}
-        kernel_json(kernel, (
-            "import asyncio, json\n"
-            "async def mark():\n"
-            "    async for frame in w.frames():\n"
-            "        await asyncio.sleep(0.1)  # a model that takes 100 ms a frame\n"
-            f"        w.annotate(frame, [{box!r}])\n"
-            "marker = asyncio.ensure_future(mark())\n"
-            "print(json.dumps(True))"))
+        start_marking(kernel, {"type": "box", **BOX}, model_s=0.1)  # 100 ms a frame
         canvas = page.locator("canvas.echo-widget-overlay").first
         page.wait_for_function(
             "() => Number(document.querySelector('canvas.echo-widget-overlay')?.dataset.holdMs)"

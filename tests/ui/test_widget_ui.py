@@ -370,6 +370,16 @@ def test_a_kernel_that_stops_answering_or_restarts_is_said(
     page.context.close()
 
 
+def assert_echo_goes_on_with_error(page: Page, kernel: Any, shown: str) -> None:
+    """A recording error leaves the echo playing, and w.error says what the view shows;
+    then the widget is closed and the page too."""
+    wait_for_status(page, "connected")
+    wait_playing(page)
+    assert kernel_json(kernel, STATE)["error"] == shown
+    kernel_json(kernel, "await w.aclose()\nprint(1)")
+    page.context.close()
+
+
 def test_a_killed_kernel_is_said_lost(lab: Server, browser: Browser) -> None:
     page = new_page(browser)
     kernel = run_error_notebook(lab, page, "kernel-killed", ERRORS_NOTEBOOK)
@@ -411,11 +421,7 @@ def test_ffmpeg_exiting_is_said_in_the_view_and_the_echo_goes_on(
                         "os.kill(w.hub.current.recorder.pid, signal.SIGKILL)\nprint(1)")
     shown = wait_error(page, "ffmpeg exited", "ffmpeg-exited")
     assert "the echo goes on" in shown
-    wait_for_status(page, "connected")
-    wait_playing(page)
-    assert kernel_json(kernel, STATE)["error"] == shown
-    kernel_json(kernel, "await w.aclose()\nprint(1)")
-    page.context.close()
+    assert_echo_goes_on_with_error(page, kernel, shown)
 
 
 def test_no_ffmpeg_found_is_said_and_the_echo_runs(lab: Server, browser: Browser) -> None:
@@ -427,12 +433,8 @@ def test_no_ffmpeg_found_is_said_and_the_echo_runs(lab: Server, browser: Browser
         "from echo_widget import EchoWidget\nw = EchoWidget(record_to='never.webm')\nw"])
     shown = wait_error(page, "No ffmpeg found", "no-ffmpeg-found")
     assert "apt install ffmpeg" in shown
-    wait_for_status(page, "connected")
-    wait_playing(page)
-    assert kernel_json(kernel, STATE)["error"] == shown
+    assert_echo_goes_on_with_error(page, kernel, shown)
     assert not (lab.root / "never.webm").exists()
-    kernel_json(kernel, "await w.aclose()\nprint(1)")
-    page.context.close()
 
 
 def test_widget_javascript_that_fails_to_load_is_said(lab: Server, browser: Browser) -> None:
