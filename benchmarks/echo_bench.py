@@ -3,12 +3,19 @@
     python benchmarks/echo_bench.py                 # full table: N = 1, 4, 16, 32
     python benchmarks/echo_bench.py --streams 2 --seconds 3 --modes forward   # quick check
     python benchmarks/echo_bench.py --modes forward,forward+audio   # what the microphone costs
+    python benchmarks/echo_bench.py --streams 8,16,24,32 --modes forward,forward-noshed,janus
+                                                    # overload: the knee, shedding
 
 A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
 recording every stream; ``forward+audio``: EchoWidget(audio=True), each peer sending the same
 video and a 32 kb/s Opus track; ``relay``: the aiortc echo a user would otherwise write, with
 ``MediaRelay``, which decodes and re-encodes; ``janus``: Janus's echotest plugin, a C
-forwarder, the anchor for what forwarding should cost: see janus_anchor.py). A separate
+forwarder, the anchor for what forwarding should cost: see janus_anchor.py;
+``forward-noshed``: EchoWidget echoing every packet however late, shedding's baseline;
+``direct``: no server, each client peer sends to a second one beside it, the baseline of the
+round trip). In the ``forward`` modes the server also counts the delay it added to each echoed
+packet (``stats["echo_delay_ms"]``'s histogram) and the packets it shed, over the same window
+as the CPU. A separate
 client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``. Signaling between the two goes
@@ -25,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,17 +77,42 @@ async def signaling_server(deliver: Any) -> tuple[asyncio.Server, Any, asyncio.S
 async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> None:
     """Accept ``clients`` signaling connections; echo every session offered on them."""
     from echo_widget import EchoWidget  # imported before any offer, as in a notebook
+    from echo_widget.media.delay import percentiles_since
 
     backend: Any = None
     server, send, finished = await signaling_server(lambda message: backend.deliver(message))
     if mode == "relay":
         backend = RelayEcho(send)
     else:
+        if mode == "forward-noshed":  # every packet echoed however late: shedding's baseline
+            from echo_widget.media.forwarder import MediaForwarder
+
+            defaults = MediaForwarder.__init__.__kwdefaults__
+            assert defaults is not None
+            assert "shed_after_ms" in defaults
+            defaults["shed_after_ms"] = None
         widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
             record_dir / "rec.webm" if mode == "forward+rec" else None),
             audio=mode == "forward+audio")
         widget.send = send
         backend = widget.hub
+        marks: list[tuple[list[int], int, int]] = []
+
+        def mark() -> None:
+            """The orchestrator's window starts or ends: keep the delay histogram and the
+            counts; at the end, write what the window had."""
+            books = (widget.hub.book.counters, widget.hub.book.audio_counters)
+            marks.append(([sum(c) for c in zip(*(b.echo_delay.counts for b in books),
+                                                strict=True)],
+                          sum(b.packets_shed for b in books),
+                          sum(b.packets_forwarded for b in books)))
+            if len(marks) == 2:
+                (before, shed0, sent0), (after, shed1, sent1) = marks
+                (record_dir / "delay.json").write_text(json.dumps({
+                    "percentiles": percentiles_since(after, before, (50, 99, 100)),
+                    "shed": shed1 - shed0, "forwarded": sent1 - sent0}))
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, mark)
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
     for _ in range(clients):
         await finished.acquire()
@@ -129,7 +162,7 @@ class BenchPeer:
 
     def __init__(self, session: str, clip: Path, answers: dict[str, asyncio.Future[str]],
                  writer: asyncio.StreamWriter | None, *, processed: bool = False,
-                 audio: bool = False) -> None:
+                 audio: bool = False, direct: bool = False) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
         from echo_widget._aiortc_compat import tap_receiver
@@ -139,6 +172,9 @@ class BenchPeer:
         self.session, self._answers, self._writer = session, answers, writer
         self.janus: Any = None
         """Without a writer, the signaling is Janus's (janus_anchor.JanusSession)."""
+        self.far: Any = None
+        """``direct``: the second client peer the clip goes to, no server between."""
+        self._direct = direct
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.sent: dict[bytes, float] = {}
         self.track: Any
@@ -185,11 +221,21 @@ class BenchPeer:
             self.latencies.append(now - sent)
 
     async def connect(self) -> None:
-        from aiortc import RTCSessionDescription
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        from echo_widget._aiortc_compat import tap_receiver
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.offered_at = time.perf_counter()
-        if self._writer is None:
+        if self._direct:
+            self.far = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            await self.far.setRemoteDescription(self.pc.localDescription)
+            far = self.far.getTransceivers()[0]
+            far.direction = "recvonly"
+            tap_receiver(far.receiver, self)  # its frames are timed as an echo's would be
+            await self.far.setLocalDescription(await self.far.createAnswer())
+            sdp = self.far.localDescription.sdp
+        elif self._writer is None:
             from janus_anchor import JanusSession
 
             self.janus = JanusSession()
@@ -249,18 +295,18 @@ class _Arrivals:
         return False
 
 
-async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool = False
-                 ) -> dict[str, Any]:
+async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool = False,
+                 direct: bool = False) -> dict[str, Any]:
     """N peers: connect, wait until all echo, measure until told to stop, report raw numbers.
-    Port 0: the peers talk to Janus instead."""
+    Port 0: the peers talk to Janus instead, or with ``direct`` each to a second peer."""
     writer: asyncio.StreamWriter | None = None
     answers: dict[str, asyncio.Future[str]] = {}
     if port:
         writer, answers, reading = await open_signaling(port)
     loop = asyncio.get_running_loop()
 
-    peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer, audio=audio)
-             for i in range(streams)]
+    peers = [BenchPeer(f"bench-{prefix}-{i}", clip, answers, writer, audio=audio,
+                       direct=direct) for i in range(streams)]
     await asyncio.gather(*(p.connect() for p in peers))
     deadline = time.perf_counter() + 30
     while any(p.first_frame is None for p in peers) and time.perf_counter() < deadline:
@@ -278,7 +324,8 @@ async def client(port: int, streams: int, clip: Path, prefix: str, audio: bool =
         await close_peers(peers, writer, reading)
     else:
         await asyncio.gather(*(p.janus.close() for p in peers if p.janus is not None))
-        await asyncio.gather(*(p.pc.close() for p in peers))
+        await asyncio.gather(*(p.pc.close() for p in peers),
+                             *(p.far.close() for p in peers if p.far is not None))
         for p in peers:
             p.track.stop()
     return {"fps": fps, "latencies": latencies, "firsts": firsts,
@@ -339,10 +386,13 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
     record_dir.mkdir()
     me = [sys.executable, __file__]
     procs = max(1, min(client_procs, streams))
+    server: subprocess.Popen[bytes] | None = None
     if mode == "janus":
         import janus_anchor
 
         server = janus_anchor.start(work / f"janus-{streams}", work / f"janus-{streams}.log")
+        port_file.write_text("0")
+    elif mode == "direct":  # no server: each client peer sends to a second one beside it
         port_file.write_text("0")
     else:
         server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
@@ -350,7 +400,7 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
     clients: list[subprocess.Popen[str]] = []
     try:
         while not port_file.exists() or not port_file.read_text():
-            if server.poll() is not None:
+            if server is not None and server.poll() is not None:
                 raise RuntimeError("the server process died")
             time.sleep(0.05)
         shares = [streams // procs + (i < streams % procs) for i in range(procs)]
@@ -358,17 +408,24 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             clients.append(subprocess.Popen(
                 [*me, "--client", str(share), "--port", port_file.read_text(),
                  "--clip", str(clip), "--prefix", str(i),
-                 *(["--audio"] if mode == "forward+audio" else [])],
+                 *(["--audio"] if mode == "forward+audio" else []),
+                 *(["--direct"] if mode == "direct" else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         for proc in clients:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             if line.strip() != "READY":
                 raise RuntimeError(f"a client did not get ready: {line!r}")
-        (own0, kids0), t0 = _cpu_seconds(server.pid), time.perf_counter()
+        marking = mode.startswith("forward")  # the server marks the delay window
+        if marking and server is not None:
+            server.send_signal(signal.SIGUSR1)
+        no_server = (0.0, 0.0)
+        (own0, kids0), t0 = _cpu_seconds(server.pid) if server else no_server, time.perf_counter()
         time.sleep(window)
-        (own1, kids1), t1 = _cpu_seconds(server.pid), time.perf_counter()
-        rss = _rss_mb(server.pid)
+        (own1, kids1), t1 = _cpu_seconds(server.pid) if server else no_server, time.perf_counter()
+        if marking and server is not None:
+            server.send_signal(signal.SIGUSR1)
+        rss = _rss_mb(server.pid) if server else 0.0
         for proc in clients:
             assert proc.stdin is not None
             proc.stdin.write("STOP\n")
@@ -378,18 +435,21 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             assert proc.stdout is not None
             parts.append(json.loads(proc.stdout.readline()))
             proc.wait(60)
-        if mode == "janus":
-            server.terminate()
-        server.wait(60)
+        if server is not None:
+            if mode == "janus":
+                server.terminate()
+            server.wait(60)
     finally:
         for process in (server, *clients):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
     fps = [x for part in parts for x in part["fps"]]
     latencies = sorted(x for part in parts for x in part["latencies"])
     firsts = sorted(x for part in parts for x in part["firsts"])
     answers = sorted(x for part in parts for x in part["answers"])
+    delays = (json.loads((record_dir / "delay.json").read_text())
+              if (record_dir / "delay.json").exists() else None)
     cpu_percent = 100 * (own1 - own0 + kids1 - kids0) / (t1 - t0)
     ffmpeg_percent = 100 * (kids1 - kids0) / (t1 - t0)
     return {"mode": mode, "streams": streams, "cpu_total": cpu_percent,
@@ -398,7 +458,8 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             "fps_min": min(fps), "fps_median": statistics.median(fps),
             "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
             "first_p50": _percentile(firsts, 50), "first_max": firsts[-1] if firsts else None,
-            "answer_p50": _percentile(answers, 50), "connected": len(firsts)}
+            "answer_p50": _percentile(answers, 50), "connected": len(firsts),
+            "server_delay": delays}
 
 
 def _ms(value: float | None) -> str:
@@ -408,16 +469,22 @@ def _ms(value: float | None) -> str:
 def print_table(results: list[dict[str, Any]]) -> None:
     header = ("mode", "N", "connected", "CPU %/stream", "CPU % total", "of it ffmpeg",
               "fps min", "fps med", "RTT p50 ms", "RTT p99 ms", "answer p50 ms",
-              "first p50 ms", "first max ms", "RSS MB")
+              "first p50 ms", "first max ms", "RSS MB", "added p50/p99 ms", "shed %")
     rows = [header]
     for r in results:
+        added, shed = "-", "-"
+        if r.get("server_delay"):
+            d = r["server_delay"]
+            q = d["percentiles"] or {}
+            added = f"{q.get('p50', '-')}/{q.get('p99', '-')}"
+            shed = f"{100 * d['shed'] / max(1, d['shed'] + d['forwarded']):.1f}"
         rows.append((r["mode"], str(r["streams"]), str(r["connected"]),
                      f"{r['cpu_per_stream']:.2f}",
                      f"{r['cpu_total']:.1f}", f"{r['cpu_ffmpeg']:.1f}", f"{r['fps_min']:.1f}",
                      f"{r['fps_median']:.1f}",
                      _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
                      _ms(r["first_p50"]),
-                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}"))
+                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}", added, shed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for i, row in enumerate(rows):
         print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) + " |")
@@ -440,6 +507,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
         print(f"forward / janus CPU per stream at N={n}: "
               f"{forward[n]['cpu_per_stream']:.2f} / {janus[n]['cpu_per_stream']:.2f} = "
               f"x{forward[n]['cpu_per_stream'] / janus[n]['cpu_per_stream']:.2f}")
+    direct = {r["streams"]: r for r in results if r["mode"] == "direct"}
+    for name, rows_by_n in (("forward", forward), ("janus", janus)):
+        for n in sorted(set(rows_by_n) & set(direct)):
+            rtt, base = rows_by_n[n]["latency_p50"], direct[n]["latency_p50"]
+            if rtt is not None and base is not None:
+                print(f"{name} at N={n}: round trip p50 {_ms(rtt)} ms against "
+                      f"{_ms(base)} ms client to client, no server: the server's share "
+                      f"{_ms(rtt - base)} ms")
+    for name, rows_by_n in (("forward", forward), ("janus", janus)):
+        if len(rows_by_n) > 1:
+            knee = next((n for n in sorted(rows_by_n) if rows_by_n[n]["fps_median"] < 29), None)
+            print(f"{name}: capacity knee (median fps < 29) "
+                  + (f"at N={knee}" if knee else f"beyond N={max(rows_by_n)}"))
     for n in sorted(set(forward) & set(recording)):
         added = recording[n]["cpu_total"] / forward[n]["cpu_total"] - 1
         print(f"recording adds at N={n}: {100 * added:+.0f}% server CPU "
@@ -463,6 +543,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", default="1,4,16,32", help="comma-separated N values")
     parser.add_argument("--relay-streams", default="1,4", help="N values for the relay")
+    parser.add_argument("--direct-streams", default="1",
+                        help="N values for the direct client-to-client baseline")
     parser.add_argument("--modes", default="forward,forward+rec,relay")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady measuring window")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -477,12 +559,14 @@ def main() -> None:
     parser.add_argument("--prefix", default="0", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--audio", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients))
         return
     if args.client:
-        result = asyncio.run(client(args.port, args.client, args.clip, args.prefix, args.audio))
+        result = asyncio.run(client(args.port, args.client, args.clip, args.prefix, args.audio,
+                                    args.direct))
         print(json.dumps(result), flush=True)
         return
     if os.environ.get("ECHO_NETNS") != "1":  # peers only on a private loopback
@@ -505,7 +589,8 @@ def main() -> None:
             "forward+audio" in args.modes.split(",")) else {}
         results = []
         for mode in args.modes.split(","):
-            counts = args.relay_streams if mode == "relay" else args.streams
+            counts = {"relay": args.relay_streams, "direct": args.direct_streams}.get(
+                mode, args.streams)
             for streams in map(int, counts.split(",")):
                 result = run_one(mode, streams, clips.get(mode, clip), args.seconds, work,
                                  args.client_procs)

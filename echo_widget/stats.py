@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict
+
+from .media.delay import DelayHistogram, percentiles_since
 
 HISTORY_LENGTH = 3600
 """Samples kept in the history: an hour at one a second."""
@@ -46,6 +48,10 @@ class MediaCounters:
     """Bytes written to ffmpeg, IVF headers included."""
     frames_skipped: int = 0
     """Decoded frames a consumer (``frames()``, a transform) was too slow for."""
+    packets_shed: int = 0
+    """Packets not echoed because they would have left later than the shedding limit."""
+    echo_delay: DelayHistogram = field(default_factory=DelayHistogram)
+    """The delay the kernel added to each echoed packet (see :mod:`.media.delay`)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -115,6 +121,9 @@ class Stats(TypedDict):
     audio_level: float | None
     av_offset_ms: float | None
     setup_ms: dict[str, float] | None
+    packets_shed: int
+    audio_packets_shed: int
+    echo_delay_ms: dict[str, float] | None
 
 
 class StatsBook:
@@ -133,6 +142,9 @@ class StatsBook:
         self._started_at = time.monotonic()
         self._last_sample: tuple[float, int, int] | None = None
         self._rates = (0.0, 0.0)
+        self._delay_mark: list[int] | None = None
+        self._echo_delay: dict[str, float] | None = None
+        """p50 and p99 of the echoed packets' added delay between the last two samples."""
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -179,6 +191,9 @@ class StatsBook:
             av_offset_ms=next((s.av_offset_ms for s in recording
                                if s.av_offset_ms is not None), None),
             setup_ms=latest.setup_ms if latest is not None else None,
+            packets_shed=counters.packets_shed,
+            audio_packets_shed=self.audio_counters.packets_shed,
+            echo_delay_ms=self._echo_delay,
         )
 
     def sample(self, now: float, live: Sequence[SessionStats],
@@ -192,6 +207,10 @@ class StatsBook:
                 self._rates = ((frames - frames_then) / elapsed,
                                (octets - octets_then) * 8 / 1000 / elapsed)
         self._last_sample = (now, frames, octets)
+        delays = [v + a for v, a in zip(self.counters.echo_delay.counts,
+                                        self.audio_counters.echo_delay.counts, strict=True)]
+        self._echo_delay = percentiles_since(delays, self._delay_mark, (50, 99))
+        self._delay_mark = delays
         stats = self.snapshot(live, latest)
         self._history.append({"t": round(time.monotonic() - self._started_at, 3), **stats})
         return stats
@@ -200,3 +219,4 @@ class StatsBook:
         """Streaming stopped: rates are 0 until two samples of the next stream."""
         self._last_sample = None
         self._rates = (0.0, 0.0)
+        self._echo_delay = None

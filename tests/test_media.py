@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from aiortc.rtp import RtpPacket
 
+from echo_widget.media.audio import OPUS
+from echo_widget.media.delay import ABS_SEND_TIME_HZ, percentiles_since
 from echo_widget.media.forwarder import MediaForwarder
 from echo_widget.media.frames import VideoFrames
 from echo_widget.media.vp8 import VP8
@@ -156,3 +158,80 @@ async def test_a_packet_that_comes_again_is_echoed_once_over_many_wraps() -> Non
             await receive(forwarder, packet(again_seq, again_ts, DELTA, marker=True))
     assert len(output.sent) == len(received)
     assert len({sent[2] for sent in output.sent[-1000:]}) == 1000
+
+
+def stamped(seq: int, ts: int, payload: bytes, sent_at: float, **kwargs: bool) -> RtpPacket:
+    """A packet the browser's pacer sent at ``sent_at`` (its abs-send-time)."""
+    return packet(seq, ts, payload, abs_send_time=int(sent_at * ABS_SEND_TIME_HZ) & 0xFFFFFF,
+                  **kwargs)
+
+
+async def test_video_behind_a_standing_queue_is_shed_and_goes_on_from_a_fresh_keyframe(
+        ) -> None:
+    clock = Clock()
+    forwarder, _ = video_path(clock)
+    output = echo_to(forwarder, Output())
+    counters = forwarder.counters
+
+    async def at(now: float, seq: int, ts: int, payload: bytes, late_ms: float,
+                 marker: bool = False) -> bool:
+        clock.now = now
+        return await receive(forwarder, stamped(seq, ts, payload, now - late_ms / 1000,
+                                                marker=marker))
+
+    await at(10.0, 1, 3000, KEYFRAME, 0)
+    await at(10.01, 2, 3000, MIDDLE, 15, marker=True)
+    await at(10.033, 3, 6000, DELTA, 90, marker=True)  # a burst: late, but just now on time
+    await at(10.10, 4, 9000, DELTA, 39, marker=True)
+    await at(10.13, 5, 12000, DELTA, 60, marker=True)
+    await at(10.19, 6, 15000, DELTA, 120.5, marker=True)  # late for 90 ms, not 100
+    assert (len(output.sent), counters.packets_shed) == (6, 0)
+    await at(10.21, 7, 18000, DELTA, 100)  # 110 ms with no packet on time: shed
+    assert (len(output.sent), counters.packets_shed) == (6, 1)
+    assert await at(10.22, 8, 18000, MIDDLE, 10, marker=True), (
+        "a keyframe is asked for with the next packet")
+    assert (len(output.sent), counters.plis_sent, counters.packets_shed) == (6, 1, 2), (
+        "on time, but the echo waits for a keyframe: shed too")
+    await at(10.30, 9, 21000, DELTA, 20, marker=True)
+    await at(10.40, 10, 24000, KEYFRAME, 45)
+    assert len(output.sent) == 7, "a keyframe soon after packets on time starts the echo"
+    first_seq, first_ts = output.sent[0][2], output.sent[0][3]
+    assert output.sent[-1][2] == (first_seq + 6) & 0xFFFF, "no gap in the echo's numbers"
+    assert output.sent[-1][3] == (first_ts + 21000) & 0xFFFFFFFF, "the time that passed shows"
+    assert sum(counters.echo_delay.counts) == 7, "each echoed packet's delay is counted"
+    assert percentiles_since(counters.echo_delay.copy(), None, (100,)) == {"p100": 121.0}
+
+    await at(10.41, 11, 24000, MIDDLE, 10, marker=True)
+    for i in range(11):  # a kernel that stays behind: a late keyframe does not restart it
+        await at(10.42 + i * 0.02, 12 + i, 27000, KEYFRAME if i == 10 else MIDDLE, 50 + i)
+    assert len(output.sent) == 8 + 5, "late for less than 100 ms: echoed"
+    assert counters.packets_shed == 3 + 6, "late, then waiting for a keyframe"
+
+
+async def test_late_audio_packets_are_skipped_one_by_one() -> None:
+    clock = Clock()
+    counters = MediaCounters()
+    forwarder = MediaForwarder(counters, OPUS, clock=clock)
+    output = echo_to(forwarder, Output())
+    for seq, (late_ms, now) in enumerate([(0, 1.0), (50, 1.05), (60, 1.15), (70, 1.17),
+                                          (10, 1.19), (50, 1.21)]):
+        clock.now = now
+        assert not await receive(forwarder, stamped(seq, seq * 960, b"\x78opus",
+                                                    now - late_ms / 1000, marker=True))
+    assert [sent[2] - output.sent[0][2] for sent in output.sent] == [0, 1, 4, 5], (
+        "skipped, and the gap stays a gap")
+    assert counters.packets_shed == 2
+
+
+async def test_without_a_limit_or_a_stamp_every_packet_is_echoed_however_late() -> None:
+    clock = Clock()
+    counters = MediaCounters()
+    forwarder = MediaForwarder(counters, VP8, clock=clock, shed_after_ms=None)
+    output = echo_to(forwarder, Output())
+    await receive(forwarder, stamped(1, 0, KEYFRAME, 0.0, marker=True))
+    clock.now = 5.0
+    await receive(forwarder, stamped(2, 3000, DELTA, 0.033, marker=True))
+    await receive(forwarder, packet(3, 6000, DELTA, marker=True))  # no abs-send-time
+    assert (len(output.sent), counters.packets_shed) == (3, 0)
+    assert percentiles_since(counters.echo_delay.copy(), None, (100,)) == {"p100": 1001.0}, (
+        "over a second: the last step")

@@ -42,3 +42,20 @@ def test_no_number_is_taken_for_a_repeat_after_a_full_cycle() -> None:
     echoed = sum(munger.munge(seq & 0xFFFF, seq * STEP & 0xFFFFFFFF, can_start=True) is not None
                  for seq in range(3 * 65536))
     assert echoed == 3 * 65536
+
+
+def test_a_paused_echo_goes_on_with_the_next_number_and_keeps_the_time_that_passed() -> None:
+    munger = RtpMunger(STEP, first=(99, 0))
+    munger.waiting(ssrc=1)
+    assert munger.munge(10, 9000, can_start=True) == (100, 3000)
+    assert munger.munge(11, 12000, can_start=False) == (101, 6000)
+    assert munger.started
+    munger.pause()
+    assert not munger.started
+    assert munger.waiting(ssrc=1), "paused: waits for a start packet"
+    assert munger.munge(12, 15000, can_start=False) is None
+    assert munger.munge(20, 39000, can_start=True) == (102, 33000), (
+        "the next sequence number, and the timestamps' offset of before the pause")
+    munger.pause()
+    munger.waiting(ssrc=2)  # a new stream: its own timestamps, one step after the newest
+    assert munger.munge(500, 7, can_start=True) == (103, 36000)

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from echo_widget import EchoWidget
+from echo_widget.media.delay import percentiles_since
 from echo_widget.media.vp8 import is_keyframe
 
 from .conftest import (
@@ -146,6 +147,8 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(av_clip: Path, tmp_path:
     accepted_offers: set[str] = set()
     loop = asyncio.get_running_loop()
     storm_started, echoed_before = loop.time(), len(client.echoed)
+    counters = widget.hub.book.counters
+    delays_before, shed_before = counters.echo_delay.copy(), counters.packets_shed
     for index, message in enumerate(messages):
         kind = message.get("type") if isinstance(message, dict) else None
         session = message.get("session") if isinstance(message, dict) else None
@@ -177,7 +180,12 @@ async def test_fuzzed_signaling_never_hurts_a_live_echo(av_clip: Path, tmp_path:
             await asyncio.sleep(0.005)  # let sessions answer, fail and end
     storm = loop.time() - storm_started
     fps_during = (len(client.echoed) - echoed_before) / storm
-    assert fps_during > 20, f"the live echo ran at {fps_during:.1f} fps during the storm"
+    # the storm keeps the loop busy: the echo keeps its rate, or sheds what is late (and
+    # waits for the clip's next keyframe); it never queues
+    assert fps_during > 20 or counters.packets_shed > shed_before, (
+        f"the live echo ran at {fps_during:.1f} fps during the storm, and shed nothing")
+    delays = percentiles_since(counters.echo_delay.copy(), delays_before, (100,))
+    assert delays is None or delays["p100"] < 250, f"echoed up to {delays} ms late: a queue"
     assert len(accepted_offers) > 20, "too few fuzzed offers reached SDP handling"
     # Every fuzzed offer that was taken ended with its own error reply.
     await wait_until(lambda: set(widget.hub.live) == {"live"}, 15,
@@ -334,6 +342,46 @@ async def test_a_kernel_blocked_for_10_s_freezes_the_echo_then_it_resumes(
     sent = (clip * (track.count // len(clip) + 2))[clip.index(first):]
     positions = recorded_positions(recording, sent)
     assert positions[-1] > sent_by_then - clip.index(first), "the recording resumed"
+
+
+async def test_a_kernel_behind_sheds_its_backlog_instead_of_echoing_it_late(
+        vp8_clip: Path, tmp_path: Path) -> None:
+    """A cell holding the loop for 0.6 s: what waited in the socket buffer meanwhile is not
+    echoed 0.6 s late; the echo goes on from a fresh keyframe, and the recording keeps every
+    frame."""
+    widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
+    signaling = Signaling(widget)
+    client = ThreadedClient(signaling, vp8_clip, "behind")
+    await client.connect()
+    await wait_until(lambda: client.echoed > 30, 10, "echo")
+    assert client.client is not None
+    track, echoed = client.client.track, client.client.echoed
+    clip = clip_frames(vp8_clip)
+    counters = widget.hub.book.counters
+    delays_before, shed_before = counters.echo_delay.copy(), counters.packets_shed
+    time.sleep(0.6)  # noqa: ASYNC251
+    sent_by_then = track.count
+
+    def current() -> bool:
+        """The newest echoed frame is one of the last few sent, after the block."""
+        if not echoed or echoed[-1].data not in clip or track.count < sent_by_then + 45:
+            return False
+        return (track.count - 1 - clip.index(echoed[-1].data)) % len(clip) <= 6
+
+    await wait_until(current, 10, "the echo goes on with frames sent after the block")
+    assert counters.packets_shed > shed_before, "the backlog was shed"
+    delays = percentiles_since(counters.echo_delay.copy(), delays_before, (100,))
+    assert delays is not None
+    assert delays["p100"] < 250, f"echoed {delays} ms late"
+    await client.close()
+    await widget.aclose()
+    recording = tmp_path / "echo.webm"
+    first = clip_frames(recording)[0]
+    sent = (clip * (track.count // len(clip) + 2))[clip.index(first):]
+    positions = recorded_positions(recording, sent)
+    assert positions == list(range(positions[0], positions[0] + len(positions))), (
+        "a frame is missing from the recording")
+    assert positions[-1] > sent_by_then - clip.index(first)
 
 
 async def test_ffmpeg_killed_mid_recording_leaves_the_echo_running(

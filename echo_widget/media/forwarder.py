@@ -7,6 +7,13 @@ also handed to a :meth:`~MediaForwarder.tap` (the video's frame assembly). Keyfr
 from the viewer, the frame side branch and the echo's own start become one PLI towards the
 browser at most every ``min_pli_interval``, sent by aiortc when :meth:`MediaForwarder.on_rtp`
 says so; a keyframe that arrives (:meth:`MediaForwarder.keyframe_arrived`) settles them.
+
+The echo never keeps a queue: once no packet has left within ``shed_after_ms`` of when it
+should (:class:`~echo_widget.media.delay.AddedDelay`) for 100 ms, late packets are shed instead
+(:class:`~echo_widget.media.delay.StandingDelay`). Video then waits for a keyframe, asked for at
+once, and goes on from it with the next sequence number; audio just skips the packet. A burst
+that the loop catches up with within 100 ms is echoed. The delay of every echoed packet is
+counted in the counters' histogram.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Protocol
 
 from echo_widget.stats import MediaCounters
 
+from .delay import SHED_AFTER_MS, AddedDelay, StandingDelay
 from .munger import RtpMunger
 
 
@@ -85,8 +93,11 @@ class MediaForwarder:
         track: TrackFormat,
         *,
         min_pli_interval: float = 0.5,
+        shed_after_ms: float | None = SHED_AFTER_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``shed_after_ms``: the standing delay to shed at; None echoes every packet however
+        late."""
         self.counters = counters
         self.track = track
         self.last_packet_at: float | None = None
@@ -100,6 +111,10 @@ class MediaForwarder:
         self._last_pli_at = -min_pli_interval
         self._keyframe_wanted = False
         self._every_packet_ends_frame = track.kind == "audio"
+        self._delay = AddedDelay()
+        self._standing = StandingDelay(shed_after_ms) if shed_after_ms is not None else None
+        self._shedding = False
+        """Video was shed and waits for a keyframe: what it does not echo counts as shed."""
 
     def tap(self, hook: PacketHook) -> None:
         """Hand each packet to ``hook`` too, before it is echoed (the frame side branch)."""
@@ -164,15 +179,38 @@ class MediaForwarder:
         echo = self._echo
         if echo is None or not echo.ready:
             return
+        sent = packet.extensions.abs_send_time
+        added: float | None = None
+        if sent is not None:
+            now = self._clock()
+            added = self._delay.added_ms(sent, now)
+            standing = self._standing
+            if standing is not None and standing.standing(added, now) and (
+                    self._munger.started or self._can_start):
+                self._shed()
+                return
         numbers = self._munger.munge(packet.sequence_number, packet.timestamp,
                                      self._can_start)
         if numbers is None:
+            if self._shedding:
+                self.counters.packets_shed += 1
             return
+        self._shedding = False
         marker = bool(packet.marker)
-        await echo.send_rtp(packet.payload, marker, numbers[0], numbers[1],
-                            packet.extensions.abs_send_time,
+        await echo.send_rtp(packet.payload, marker, numbers[0], numbers[1], sent,
                             frame_end=marker or self._every_packet_ends_frame)
         counters = self.counters
         counters.packets_forwarded += 1
+        if added is not None:
+            counters.echo_delay.add(added)
         if marker:
             counters.frames_forwarded += 1
+
+    def _shed(self) -> None:
+        """Drop a late packet; video stops until a keyframe, asked for now (what it drops
+        until then counts as shed too)."""
+        self.counters.packets_shed += 1
+        if not self._every_packet_ends_frame:
+            self._shedding = True
+            self._munger.pause()
+            self.request_keyframe()

@@ -6,7 +6,8 @@ same hole on the viewer's side. The echo starts on a packet the caller says can 
 keyframe's first packet for video, any packet for audio) and restarts that way when the
 incoming SSRC changes, going on from the newest echoed numbers. A packet that comes again
 (a retransmission of what did arrive, or a browser probing bandwidth with old packets over
-RTX) is echoed once.
+RTX) is echoed once. A paused echo (packets shed) restarts the same way, but its timestamps keep
+their offset, so the viewer sees the time that passed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _clear(flags: bytearray, start: int, count: int) -> None:
 class RtpMunger:
     """Maps one incoming stream's (sequence number, timestamp) onto the echo's."""
 
-    __slots__ = ("_echoed", "_highest", "_last_out_seq", "_last_out_ts", "_offsets",
-                 "_restart_step", "_ssrc")
+    __slots__ = ("_echoed", "_highest", "_kept_ts_offset", "_last_out_seq", "_last_out_ts",
+                 "_offsets", "_restart_step", "_ssrc")
 
     def __init__(self, restart_step: int, *, first: tuple[int, int] | None = None) -> None:
         """``restart_step``: the timestamp step from the last echoed packet to a restarted
@@ -47,6 +48,8 @@ class RtpMunger:
         self._ssrc: int | None = None
         self._offsets: tuple[int, int] | None = None
         """Added to (sequence number, timestamp); None until the echo (re)starts."""
+        self._kept_ts_offset: int | None = None
+        """The timestamp offset a paused echo of the same stream restarts with."""
         self._echoed = bytearray(1 << 16)
         """1 at each incoming sequence number echoed in the last half cycle."""
         self._highest = 0
@@ -61,7 +64,20 @@ class RtpMunger:
         if ssrc != self._ssrc:
             self._ssrc = ssrc
             self._offsets = None
+            self._kept_ts_offset = None
         return self._offsets is None
+
+    def pause(self) -> None:
+        """Echo nothing until a packet that can start the echo: it then goes on from the next
+        sequence number, with the timestamps' offset kept (the stream is the same)."""
+        if self._offsets is not None:
+            self._kept_ts_offset = self._offsets[1]
+            self._offsets = None
+
+    @property
+    def started(self) -> bool:
+        """Whether packets of the current stream are being echoed (not waiting, not paused)."""
+        return self._offsets is not None
 
     def echo_timestamp(self, ts: int) -> int | None:
         """The echo's timestamp for an incoming one, or None before the echo started."""
@@ -75,9 +91,10 @@ class RtpMunger:
         if offsets is None:
             if not can_start:
                 return None
-            offsets = self._offsets = (
-                (self._last_out_seq + 1 - seq) & _SEQ_MASK,
-                (self._last_out_ts + self._restart_step - ts) & _TS_MASK)
+            ts_offset = self._kept_ts_offset
+            if ts_offset is None:
+                ts_offset = (self._last_out_ts + self._restart_step - ts) & _TS_MASK
+            offsets = self._offsets = ((self._last_out_seq + 1 - seq) & _SEQ_MASK, ts_offset)
             self._echoed = bytearray(1 << 16)
             self._highest = (seq - 1) & _SEQ_MASK
         echoed = self._echoed

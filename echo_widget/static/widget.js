@@ -1292,6 +1292,15 @@ function audioRow(stats) {
   const offset = Number.isFinite(stats.av_offset_ms) ? ` · A/V ${Number(stats.av_offset_ms).toFixed(1)} ms` : "";
   return `${level}${offset}`;
 }
+function delayRow(stats) {
+  const { p50, p99 } = (
+    /** @type {{p50?: unknown, p99?: unknown}} */
+    stats.echo_delay_ms ?? {}
+  );
+  const shed = Number(stats.packets_shed ?? 0) + Number(stats.audio_packets_shed ?? 0);
+  const delay = Number.isFinite(p50) && Number.isFinite(p99) ? `${Number(p50)}/${Number(p99)} ms` : "–";
+  return shed ? `${delay} · shed ${shed}` : delay;
+}
 var SETUP_LABELS = (
   /** @type {const} */
   [
@@ -1331,6 +1340,12 @@ function statRows(stats, processing) {
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
     ["audio", "audio", audioRow(stats)],
+    [
+      "delay",
+      "kernel delay",
+      delayRow(stats),
+      "p50/p99 of the delay the kernel added to the echo over the last second; shed: packets dropped because the kernel was behind, rather than echoed late"
+    ],
     ["setup", "first echo", ...setupRow(stats)]
   ];
 }

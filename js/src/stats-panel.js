@@ -65,6 +65,18 @@ function audioRow(stats) {
   return `${level}${offset}`;
 }
 
+/**
+ * The kernel's own delay on the echo (p50/p99 over the last second) and what it shed:
+ * "2/6 ms" or "3/41 ms · shed 120" ("–" before any echoed packet).
+ * @param {Stats} stats
+ */
+function delayRow(stats) {
+  const { p50, p99 } = /** @type {{p50?: unknown, p99?: unknown}} */ (stats.echo_delay_ms ?? {});
+  const shed = Number(stats.packets_shed ?? 0) + Number(stats.audio_packets_shed ?? 0);
+  const delay = Number.isFinite(p50) && Number.isFinite(p99) ? `${Number(p50)}/${Number(p99)} ms` : "–";
+  return shed ? `${delay} · shed ${shed}` : delay;
+}
+
 /** Short names of the setup phases, in the order they happen. */
 const SETUP_LABELS = /** @type {const} */ ([
   ["view", "view"], ["camera", "camera"], ["signaling", "signaling"], ["connect", "connect"],
@@ -111,6 +123,9 @@ export function statRows(stats, processing) {
     ["decoded", "decoded / skipped", `${number("frames_decoded")} / ${number("frames_skipped")}`],
     ["processed", "processed", processing ? processedRow(stats) : "–"],
     ["audio", "audio", audioRow(stats)],
+    ["delay", "kernel delay", delayRow(stats),
+      "p50/p99 of the delay the kernel added to the echo over the last second; shed: packets " +
+      "dropped because the kernel was behind, rather than echoed late"],
     ["setup", "first echo", ...setupRow(stats)],
   ];
 }

@@ -13,7 +13,7 @@
  * Totals and rates from the kernel (the `stats` trait): fps, kbps, width, height, rtt_ms,
  * packets_lost, keyframes, plis_sent, frames_*, sessions, recording, recording_bytes,
  * processed_fps, transform_ms (Percentiles or null), processed_age_ms, setup_ms (ms by
- * phase, or null), ...
+ * phase, or null), echo_delay_ms ({p50, p99} or null), packets_shed, ...
  * @typedef {Record<string, number | boolean | Percentiles | Record<string, number> | null | undefined>} Stats
  */
 

@@ -47,8 +47,18 @@ describe("statRows", () => {
       fps: "30.0", kbps: "1500 kbit/s", resolution: "640×480", rtt: "1.2 ms", lost: "2",
       keyframes: "3 (PLIs 1)", frames: "10 / 9 / 8", recording: "2 KiB · 1:01",
       decoded: "7 / 3", processed: "12.3 fps · transform 200/210 ms · age 250 ms", audio: "off",
-      setup: "–",
+      delay: "–", setup: "–",
     });
+  });
+
+  it("shows the kernel's delay on the echo and what it shed", () => {
+    const delay = (/** @type {import("../src/types.js").Stats} */ s) =>
+      statRows(s, false).find(([key]) => key === "delay")?.[2];
+    assert.equal(delay({ echo_delay_ms: { p50: 2, p99: 6 }, packets_shed: 0 }), "2/6 ms");
+    assert.equal(delay({ echo_delay_ms: { p50: 3, p99: 41 }, packets_shed: 100, audio_packets_shed: 20 }),
+      "3/41 ms · shed 120");
+    assert.equal(delay({ echo_delay_ms: null, packets_shed: 5 }), "– · shed 5", "all shed lately");
+    assert.equal(delay({ echo_delay_ms: null }), "–");
   });
 
   it("shows the time to the first echoed frame with the phases the view measured", () => {
