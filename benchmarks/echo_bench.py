@@ -18,7 +18,9 @@ packet (``stats["echo_delay_ms"]``'s histogram) and the packets it shed, over th
 as the CPU. A separate
 client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
-made at run time with ffmpeg) with ``MediaPlayer(decode=False)``. Signaling between the two goes
+made at run time with ffmpeg) with ``MediaPlayer(decode=False)``; a keyframe request (PLI)
+is answered with the clip's latest keyframe sent again with the next frame, as a browser's
+encoder would answer it. Signaling between the two goes
 over a loopback TCP socket as JSON lines, in the widget's own protocol. Everything runs in a
 private loopback-only network namespace (re-executed through tools/netns-run),
 ``iceServers=[]``.
@@ -165,7 +167,7 @@ class BenchPeer:
                  audio: bool = False, direct: bool = False) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
-        from echo_widget._aiortc_compat import tap_receiver
+        from echo_widget._aiortc_compat import on_keyframe_request, tap_receiver
         from echo_widget.media.vp8 import FrameAssembler
         from echo_widget.testing import AvClip, PacedTrack  # decode=False, paced, looped
 
@@ -188,6 +190,8 @@ class BenchPeer:
         else:
             self.track = PacedTrack(clip, loop=True, on_sent=self.on_sent)
             transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+            # a PLI gets a keyframe with the next frame, as from a browser's encoder
+            on_keyframe_request(transceiver.sender, self.track.request_keyframe)
         transceiver.setCodecPreferences(vp8)
         self.frames: list[float] = []
         self.latencies: list[float] = []

@@ -149,6 +149,11 @@ class PacedTrack(MediaStreamTrack):
     reads ahead without bound (gigabytes in seconds). So each pass gets a fresh player, and
     this track paces by frame count and stamps pts that keep increasing. ``on_sent(data)``
     is called as each frame goes to the sender.
+
+    A clip can't encode a keyframe when the far side asks for one (PLI), as a browser does
+    within a frame; :meth:`request_keyframe` makes the next frame the clip's latest keyframe
+    again instead, the same size and packets as a fresh one (the picture is not decodable
+    after it; the benchmark never decodes).
     """
 
     kind = "video"
@@ -160,6 +165,13 @@ class PacedTrack(MediaStreamTrack):
         self.player = MediaPlayer(str(clip), decode=False)
         self.count = 0
         self.start: float | None = None
+        self.keyframes_sent_on_request = 0
+        self._keyframe: bytes | None = None
+        self._keyframe_wanted = False
+
+    def request_keyframe(self) -> None:
+        """Send the clip's latest keyframe again with the next frame (see above)."""
+        self._keyframe_wanted = True
 
     async def recv(self) -> Any:
         """The clip's next encoded frame (an ``av.Packet``), at its time."""
@@ -180,6 +192,13 @@ class PacedTrack(MediaStreamTrack):
         due = self.start + self.count / 30
         if due > loop.time():
             await asyncio.sleep(due - loop.time())
+        if packet.is_keyframe:
+            self._keyframe = bytes(packet)
+            self._keyframe_wanted = False
+        elif self._keyframe_wanted and self._keyframe is not None:
+            self._keyframe_wanted = False
+            self.keyframes_sent_on_request += 1
+            packet = av.Packet(self._keyframe)
         packet.pts = self.count * 3000
         packet.time_base = Fraction(1, 90000)
         self.count += 1

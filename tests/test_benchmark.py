@@ -18,7 +18,8 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1,2",
-         "--modes", "forward,relay,janus", "--relay-streams", "1", "--seconds", "3",
+         "--modes", "forward,relay,janus,direct", "--relay-streams", "1",
+         "--direct-streams", "2", "--seconds", "3",
          "--json", str(out)],
         capture_output=True, text=True, timeout=200, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,3 +47,16 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
         assert 0 < row["first_p50"] < 10
     assert 0 < forward["latency_p50"] <= forward["latency_p99"] < 1
     assert relay["latency_p50"] is None  # re-encoded frames can't be matched by content
+    # the server's own added delay, measured inside it over the window; next to nothing is shed
+    # when the machine keeps up
+    delay = forward["server_delay"]
+    assert delay["forwarded"] > 2 * 3 * 30, delay
+    assert delay["shed"] <= delay["forwarded"] // 50, delay
+    assert 0 < delay["percentiles"]["p50"] <= delay["percentiles"]["p99"] < 50, delay
+    assert relay["server_delay"] is None
+    # the round trip's baseline: client to client, no server, and the server's share
+    direct = rows["direct", 2]
+    assert direct["connected"] == 2
+    assert direct["cpu_total"] == 0
+    assert 0 < direct["latency_p50"] < forward["latency_p50"], (direct, forward)
+    assert "forward at N=2: round trip p50" in result.stdout
