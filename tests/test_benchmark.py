@@ -60,3 +60,22 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     assert direct["cpu_total"] == 0
     assert 0 < direct["latency_p50"] < forward["latency_p50"], (direct, forward)
     assert "forward at N=2: round trip p50" in result.stdout
+
+
+async def test_the_benchmarks_clip_answers_a_keyframe_request_with_the_next_frame(
+        vp8_clip: Path) -> None:
+    """As a browser's encoder does: the clip's latest keyframe goes out again."""
+    from echo_widget.media.vp8 import is_keyframe
+    from echo_widget.testing import PacedTrack
+
+    track = PacedTrack(vp8_clip)
+    try:
+        frames = [bytes(await track.recv()) for _ in range(4)]
+        assert [is_keyframe(f) for f in frames] == [True, False, False, False]
+        track.request_keyframe()
+        again = bytes(await track.recv())
+        assert again == frames[0]
+        assert track.keyframes_sent_on_request == 1
+        assert not is_keyframe(bytes(await track.recv())), "once"
+    finally:
+        track.stop()

@@ -207,10 +207,9 @@ class MediaForwarder:
             counters.frames_forwarded += 1
 
     def _shed(self) -> None:
-        """Drop a late packet; video stops until a keyframe, asked for now (what it drops
-        until then counts as shed too)."""
+        """Drop a late packet; video stops until a keyframe (what it drops until then counts
+        as shed too)."""
         self.counters.packets_shed += 1
-        if not self._every_packet_ends_frame:
+        if not self._every_packet_ends_frame:  # the next packet that can't start asks for one
             self._shedding = True
             self._munger.pause()
-            self.request_keyframe()
