@@ -50,7 +50,9 @@ var POPOUT_TEXT = {
    * @param {string} status
    * @param {number} pages
    */
-  status: (status, pages) => `Pop-out page: ${pages} open · status ${status}`
+  status: (status, pages) => `Pop-out page: ${pages} open · status ${status}`,
+  /** @param {number} pages pop-out pages open */
+  elsewhere: (pages) => pages > 0 ? "in the browser tab (this page can't use the camera)" : "open the camera page (this page can't use the camera)"
 };
 
 // js/src/protocol.js
@@ -1194,6 +1196,12 @@ function popoutState(popout, errorCode, inPopout) {
   const link = popout?.url ?? "";
   return { button: !link && BLOCKED.has(errorCode ?? ""), link };
 }
+function viewStatusText(status, detail, errorCode, popout) {
+  if (BLOCKED.has(errorCode ?? "") && popout?.url) {
+    return `Status: ${POPOUT_TEXT.elsewhere(Number(popout.pages ?? 0))}`;
+  }
+  return `Status: ${status}${detail ? ` (${detail})` : ""}`;
+}
 var PopoutPanel = class {
   /**
    * @param {Model} model
@@ -1554,6 +1562,8 @@ var EchoView = class {
     model.on("change:video", this.onVideoChange);
     model.on("change:_processing", this.onProcessingChange);
     model.on("change:stats", this.onStatsChange);
+    this.render = this.render.bind(this);
+    model.on("change:_popout", this.render);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
     this.cameraButton.addEventListener("click", () => {
@@ -1591,7 +1601,12 @@ var EchoView = class {
     const { status, detail, error: error2, candidates, camera, session } = this.controller;
     this.root.dataset.status = status;
     if (candidates) this.root.dataset.candidates = candidates;
-    setText(this.statusLine, `Status: ${status}${detail ? ` (${detail})` : ""}`);
+    setText(this.statusLine, viewStatusText(
+      status,
+      detail ?? "",
+      error2?.code,
+      this.model.get("_popout")
+    ));
     setText(this.errorLine, error2?.message ?? "");
     this.popout?.render(error2?.code ?? null);
     this.cameraButton.textContent = camera.stream ? "Stop camera" : "Start camera";
@@ -1711,6 +1726,7 @@ var EchoView = class {
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
     this.model.off("change:stats", this.onStatsChange);
+    this.model.off("change:_popout", this.render);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

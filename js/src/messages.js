@@ -105,4 +105,8 @@ export const POPOUT_TEXT = {
    * @param {number} pages
    */
   status: (status, pages) => `Pop-out page: ${pages} open · status ${status}`,
+  /** @param {number} pages pop-out pages open */
+  elsewhere: (pages) => pages > 0
+    ? "in the browser tab (this page can't use the camera)"
+    : "open the camera page (this page can't use the camera)",
 };

@@ -26,6 +26,23 @@ export function popoutState(popout, errorCode, inPopout) {
   return { button: !link && BLOCKED.has(errorCode ?? ""), link };
 }
 
+/**
+ * A view's status line: its own status, or, where this page can't use the camera and a
+ * pop-out page was started, where the echo is (its own status there would only say
+ * "failed").
+ * @param {string} status the view's status
+ * @param {string} detail the status's detail ("" for none)
+ * @param {string | null | undefined} errorCode the view's error code
+ * @param {{url?: string, pages?: number} | undefined} popout the `_popout` trait
+ * @returns {string}
+ */
+export function viewStatusText(status, detail, errorCode, popout) {
+  if (BLOCKED.has(errorCode ?? "") && popout?.url) {
+    return `Status: ${POPOUT_TEXT.elsewhere(Number(popout.pages ?? 0))}`;
+  }
+  return `Status: ${status}${detail ? ` (${detail})` : ""}`;
+}
+
 export class PopoutPanel {
   /**
    * @param {Model} model

@@ -12,7 +12,7 @@ import { CheckResponder } from "./check.js";
 import { EchoController } from "./controller.js";
 import { button, element, fillSelect, picker, setText, videoFigure, whenFrameShown } from "./dom.js";
 import { OverlayCanvas } from "./overlay-canvas.js";
-import { PopoutPanel } from "./popout-panel.js";
+import { PopoutPanel, viewStatusText } from "./popout-panel.js";
 import { StatsPanel, meterValue } from "./stats-panel.js";
 
 /** @typedef {import("./types.js").Model} Model */
@@ -132,6 +132,8 @@ export class EchoView {
     model.on("change:video", this.onVideoChange);
     model.on("change:_processing", this.onProcessingChange);
     model.on("change:stats", this.onStatsChange);
+    this.render = this.render.bind(this);
+    model.on("change:_popout", this.render);
     window.addEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.refreshDevices);
 
@@ -173,7 +175,8 @@ export class EchoView {
     const { status, detail, error, candidates, camera, session } = this.controller;
     this.root.dataset.status = status;
     if (candidates) this.root.dataset.candidates = candidates;
-    setText(this.statusLine, `Status: ${status}${detail ? ` (${detail})` : ""}`);
+    setText(this.statusLine, viewStatusText(status, detail ?? "", error?.code,
+      this.model.get("_popout")));
     setText(this.errorLine, error?.message ?? "");
     this.popout?.render(error?.code ?? null);
     this.cameraButton.textContent = camera.stream ? "Stop camera" : "Start camera";
@@ -300,6 +303,7 @@ export class EchoView {
     this.model.off("change:video", this.onVideoChange);
     this.model.off("change:_processing", this.onProcessingChange);
     this.model.off("change:stats", this.onStatsChange);
+    this.model.off("change:_popout", this.render);
     window.removeEventListener("pagehide", this.endSession);
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.refreshDevices);
   }

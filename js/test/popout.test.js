@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CheckResponder, candidateTypes, permissionState } from "../src/check.js";
-import { BLOCKED, popoutState } from "../src/popout-panel.js";
+import { BLOCKED, popoutState, viewStatusText } from "../src/popout-panel.js";
 import { SocketModel, socketUrl } from "../src/popout.js";
 import { FakeModel } from "./fake-model.js";
 import { FakePeerConnection } from "./fake-media.js";
@@ -107,6 +107,20 @@ describe("the pop-out row", () => {
       { button: false, link: "http://127.0.0.1:1/T/" });
     assert.deepEqual(popoutState({ url: "http://127.0.0.1:1/T/", pages: 1 }, "insecure-context", true),
       { button: false, link: "" }, "the pop-out page offers no pop-out of itself");
+  });
+
+  it("says where the echo is once a blocked view started a pop-out page", () => {
+    const popout = { url: "http://127.0.0.1:1/T/", pages: 1 };
+    assert.equal(viewStatusText("failed", "", "camera-blocked-vscode", popout),
+      "Status: in the browser tab (this page can't use the camera)");
+    assert.equal(viewStatusText("failed", "", "insecure-context", { ...popout, pages: 0 }),
+      "Status: open the camera page (this page can't use the camera)");
+    assert.equal(viewStatusText("failed", "", "camera-blocked-vscode", { url: "", pages: 0 }),
+      "Status: failed", "no pop-out page yet");
+    assert.equal(viewStatusText("failed", "", "camera-denied", popout), "Status: failed",
+      "a camera the user denied is not a blocked page");
+    assert.equal(viewStatusText("connecting", "opening the camera…", null, undefined),
+      "Status: connecting (opening the camera…)");
   });
 });
 

@@ -90,6 +90,10 @@ def test_vscode_view_opens_a_popout_page_that_echoes_and_records(
     page.wait_for_function(
         "() => document.querySelector('.echo-widget-popout-status')?.textContent"
         ".includes('1 open · status connected')", timeout=10_000)
+    # and its own status says where the echo is, not that it failed
+    page.wait_for_function(
+        "() => document.querySelector('.echo-widget-status')?.textContent === "
+        "\"Status: in the browser tab (this page can't use the camera)\"", timeout=10_000)
     page.wait_for_function(
         "() => Number(document.querySelector('[data-stat=fps]')?.textContent) > 5",
         timeout=15_000)
