@@ -160,10 +160,11 @@ async def test_a_packet_that_comes_again_is_echoed_once_over_many_wraps() -> Non
     assert len({sent[2] for sent in output.sent[-1000:]}) == 1000
 
 
-def stamped(seq: int, ts: int, payload: bytes, sent_at: float, **kwargs: bool) -> RtpPacket:
+def stamped(seq: int, ts: int, payload: bytes, sent_at: float, *, marker: bool = False,
+            ssrc: int = 1) -> RtpPacket:
     """A packet the browser's pacer sent at ``sent_at`` (its abs-send-time)."""
     return packet(seq, ts, payload, abs_send_time=int(sent_at * ABS_SEND_TIME_HZ) & 0xFFFFFF,
-                  **kwargs)
+                  marker=marker, ssrc=ssrc)
 
 
 async def test_video_behind_a_standing_queue_is_shed_and_goes_on_from_a_fresh_keyframe(
@@ -235,3 +236,28 @@ async def test_without_a_limit_or_a_stamp_every_packet_is_echoed_however_late() 
     assert (len(output.sent), counters.packets_shed) == (3, 0)
     assert percentiles_since(counters.echo_delay.copy(), None, (100,)) == {"p100": 1001.0}, (
         "over a second: the last step")
+
+
+async def test_a_retransmission_keeps_its_first_send_time_so_it_is_neither_measured_nor_shed(
+        ) -> None:
+    clock = Clock()
+    forwarder, _ = video_path(clock)
+    output = echo_to(forwarder, Output())
+    counters = forwarder.counters
+    for seq in range(1, 5):
+        clock.now = 10.0 + seq * 0.033
+        await receive(forwarder, stamped(seq, seq * 3000, KEYFRAME if seq == 1 else DELTA,
+                                         clock.now, marker=True))
+    clock.now = 10.5  # packet 5 was lost; its retransmission comes with its first stamp
+    await receive(forwarder, stamped(6, 18000, DELTA, 10.5, marker=True))
+    await receive(forwarder, stamped(5, 15000, DELTA, 10.165, marker=True))
+    clock.now = 10.533
+    await receive(forwarder, stamped(7, 21000, DELTA, 10.533, marker=True))
+    assert [sent[2] - output.sent[0][2] for sent in output.sent] == [0, 1, 2, 3, 5, 4, 6], (
+        "the retransmission fills its hole")
+    assert counters.packets_shed == 0
+    assert sum(counters.echo_delay.counts) == 6, "only the packets sent in order are measured"
+    assert percentiles_since(counters.echo_delay.copy(), None, (100,)) == {"p100": 1.0}
+    await receive(forwarder, stamped(3, 5000, KEYFRAME, 10.533, ssrc=9, marker=True))
+    assert len(output.sent) == 8
+    assert sum(counters.echo_delay.counts) == 7, "a new stream's numbers start afresh"

@@ -13,7 +13,7 @@ should (:class:`~echo_widget.media.delay.AddedDelay`) for 100 ms, late packets a
 (:class:`~echo_widget.media.delay.StandingDelay`). Video then waits for a keyframe, asked for at
 once, and goes on from it with the next sequence number; audio just skips the packet. A burst
 that the loop catches up with within 100 ms is echoed. The delay of every echoed packet is
-counted in the counters' histogram.
+counted in the counters' histogram, except retransmissions, which keep their first send time.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ class MediaForwarder:
         self._keyframe_wanted = False
         self._every_packet_ends_frame = track.kind == "audio"
         self._delay = AddedDelay()
+        self._newest: tuple[int, int] | None = None
+        """(SSRC, highest sequence number) of the packets measured so far."""
         self._standing = StandingDelay(shed_after_ms) if shed_after_ms is not None else None
         self._shedding = False
         """Video was shed and waits for a keyframe: what it does not echo counts as shed."""
@@ -181,7 +183,7 @@ class MediaForwarder:
             return
         sent = packet.extensions.abs_send_time
         added: float | None = None
-        if sent is not None:
+        if sent is not None and self._is_newest(packet.ssrc, packet.sequence_number):
             now = self._clock()
             added = self._delay.added_ms(sent, now)
             standing = self._standing
@@ -205,6 +207,16 @@ class MediaForwarder:
             counters.echo_delay.add(added)
         if marker:
             counters.frames_forwarded += 1
+
+    def _is_newest(self, ssrc: int, seq: int) -> bool:
+        """Whether a packet is ahead of every one before it. A retransmission (or a reordered
+        packet) keeps the send time of its first sending: its lateness is no queue, so it is
+        neither measured nor shed (it fills a hole on the viewer's side)."""
+        newest = self._newest
+        if newest is None or newest[0] != ssrc or 0 < (seq - newest[1]) & 0xFFFF < 0x8000:
+            self._newest = (ssrc, seq)
+            return True
+        return False
 
     def _shed(self) -> None:
         """Drop a late packet; video stops until a keyframe (what it drops until then counts
