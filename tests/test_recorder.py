@@ -70,6 +70,27 @@ async def test_recording_starts_on_a_keyframe_and_keeps_every_frame(
     assert stored == [f.data for f in frames[first_key:]]
 
 
+async def test_frames_less_than_a_millisecond_apart_keep_their_order_in_the_file(
+        tmp_path: Path, vp8_clip: Path) -> None:
+    """A browser answering a keyframe request may send a refreshed frame right after the last
+    one; Matroska counts in milliseconds, so the file steps it 1 ms on."""
+    counters = MediaCounters()
+    recorder = Recorder.open(tmp_path / "close.webm", counters, on_error=print)
+    frames = frames_of(vp8_clip)[:10]
+    frames[2] = EncodedFrame(frames[2].data, frames[1].timestamp + 9, frames[2].keyframe)
+    for frame in frames:
+        recorder.push(frame)
+        await asyncio.sleep(0)
+    path = await recorder.aclose()
+    assert counters.frames_recorded == 10
+    assert decode_errors(path) == ""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [round(float(p.pts * stream.time_base) * 1000) for p in container.demux(stream)
+                 if p.size and p.pts is not None]
+    assert times[:4] == [0, 33, 34, 100], times
+
+
 def test_reserve_path_never_reuses_a_file(tmp_path: Path) -> None:
     wanted = tmp_path / "echo.webm"
     assert reserve_path(wanted) == wanted

@@ -34,6 +34,10 @@ from .sync import AudioPlacement, Page, SenderClock
 
 logger = logging.getLogger(__name__)
 
+MIN_FRAME_STEP = VIDEO_CLOCK_RATE // 1000
+"""The least a frame's timestamp steps from the one before in the file: 1 ms (Matroska's
+unit), in 90 kHz units."""
+
 _FFMPEG_EXIT_TIMEOUT = 10.0
 _MAX_AUDIO_BACKLOG = 500
 """Ogg pages kept while ffmpeg starts (10 s of 20 ms packets)."""
@@ -93,6 +97,7 @@ class Recorder:
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._first_pts: int | None = None
         self._last_pts = 0
+        self._wrote_frame = False
         self._waiting_for_keyframe = True
         self._failed = False
         self._closed = False
@@ -144,12 +149,17 @@ class Recorder:
         first_pts = self._first_pts
         assert first_pts is not None  # set by the first keyframe
         pts = frame.timestamp - first_pts
+        if self._wrote_frame and pts < self._last_pts + MIN_FRAME_STEP:
+            # Matroska counts in milliseconds: two frames closer than that (a browser's
+            # refreshed frame after a keyframe request) would share a timestamp
+            pts = self._last_pts + MIN_FRAME_STEP
         record = ivf_frame_header(len(frame.data), pts) + frame.data
         if not self._offer(record, is_frame=True):
             self._counters.frames_dropped += 1
             self.resync()
             return False
         self._last_pts = pts
+        self._wrote_frame = True
         if self.audio is not None:
             self._write_pages(self.audio.placement.video_frame(
                 frame.rtp_timestamp, pts / VIDEO_CLOCK_RATE, time.monotonic()))
