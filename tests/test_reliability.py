@@ -17,7 +17,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +306,26 @@ class ThreadedClient:
         self.thread.join(5)
 
 
+def fresh_echo(echoed: list[Any], track: Any, clip: list[bytes], sent_by_then: int,
+               after: int) -> Callable[[], bool]:
+    """A wait condition: ``after`` more frames were sent since ``sent_by_then``, and the newest
+    echoed frame is one of the last few sent: not a backlog."""
+    def current() -> bool:
+        if not echoed or echoed[-1].data not in clip or track.count < sent_by_then + after:
+            return False
+        return (track.count - 1 - clip.index(echoed[-1].data)) % len(clip) <= 6
+    return current
+
+
+def positions_after_block(recording: Path, clip: list[bytes], track: Any,
+                          sent_by_then: int) -> tuple[list[int], int]:
+    """Where each recorded frame stands in the sent stream (see recorded_positions), and where
+    the block ended in the same terms."""
+    first = clip_frames(recording)[0]
+    sent = (clip * (track.count // len(clip) + 2))[clip.index(first):]
+    return recorded_positions(recording, sent), sent_by_then - clip.index(first)
+
+
 async def test_a_kernel_blocked_for_10_s_freezes_the_echo_then_it_resumes(
         vp8_clip: Path, tmp_path: Path) -> None:
     widget = EchoWidget(record_to=tmp_path / "echo.webm", ice_servers=[])
@@ -322,14 +342,8 @@ async def test_a_kernel_blocked_for_10_s_freezes_the_echo_then_it_resumes(
     time.sleep(9)  # noqa: ASYNC251
     assert len(echoed) == frozen, "frames were echoed while the kernel's loop was blocked"
     sent_by_then = track.count
-
-    def current() -> bool:
-        """The newest echoed frame is one of the last few sent: not a backlog."""
-        if not echoed or echoed[-1].data not in clip or track.count < sent_by_then + 30:
-            return False
-        return (track.count - 1 - clip.index(echoed[-1].data)) % len(clip) <= 6
-
-    await wait_until(current, 10, "the echo resumes with frames sent after the block")
+    await wait_until(fresh_echo(echoed, track, clip, sent_by_then, 30), 10,
+                     "the echo resumes with frames sent after the block")
     assert widget.status == "connected", widget.error
     assert list(widget.hub.live) == ["blocked"], "no reconnect: the same session goes on"
     await client.close()
@@ -337,11 +351,9 @@ async def test_a_kernel_blocked_for_10_s_freezes_the_echo_then_it_resumes(
     # The recording goes on after the block, and every frame in it follows the one before or
     # is a keyframe: packets that overflowed the socket while blocked (if the block was long
     # enough for that) leave a gap, never a delta frame on the wrong picture.
-    recording = tmp_path / "echo.webm"
-    first = clip_frames(recording)[0]
-    sent = (clip * (track.count // len(clip) + 2))[clip.index(first):]
-    positions = recorded_positions(recording, sent)
-    assert positions[-1] > sent_by_then - clip.index(first), "the recording resumed"
+    positions, block_end = positions_after_block(tmp_path / "echo.webm", clip, track,
+                                                 sent_by_then)
+    assert positions[-1] > block_end, "the recording resumed"
 
 
 async def test_a_kernel_behind_sheds_its_backlog_instead_of_echoing_it_late(
@@ -361,27 +373,19 @@ async def test_a_kernel_behind_sheds_its_backlog_instead_of_echoing_it_late(
     delays_before, shed_before = counters.echo_delay.copy(), counters.packets_shed
     time.sleep(0.6)  # noqa: ASYNC251
     sent_by_then = track.count
-
-    def current() -> bool:
-        """The newest echoed frame is one of the last few sent, after the block."""
-        if not echoed or echoed[-1].data not in clip or track.count < sent_by_then + 45:
-            return False
-        return (track.count - 1 - clip.index(echoed[-1].data)) % len(clip) <= 6
-
-    await wait_until(current, 10, "the echo goes on with frames sent after the block")
+    await wait_until(fresh_echo(echoed, track, clip, sent_by_then, 45), 10,
+                     "the echo goes on with frames sent after the block")
     assert counters.packets_shed > shed_before, "the backlog was shed"
     delays = percentiles_since(counters.echo_delay.copy(), delays_before, (100,))
     assert delays is not None
     assert delays["p100"] < 250, f"echoed {delays} ms late"
     await client.close()
     await widget.aclose()
-    recording = tmp_path / "echo.webm"
-    first = clip_frames(recording)[0]
-    sent = (clip * (track.count // len(clip) + 2))[clip.index(first):]
-    positions = recorded_positions(recording, sent)
+    positions, block_end = positions_after_block(tmp_path / "echo.webm", clip, track,
+                                                 sent_by_then)
     assert positions == list(range(positions[0], positions[0] + len(positions))), (
         "a frame is missing from the recording")
-    assert positions[-1] > sent_by_then - clip.index(first)
+    assert positions[-1] > block_end
 
 
 async def test_ffmpeg_killed_mid_recording_leaves_the_echo_running(
