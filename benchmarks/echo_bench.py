@@ -12,6 +12,9 @@ video and a 32 kb/s Opus track; ``relay``: the aiortc echo a user would otherwis
 ``MediaRelay``, which decodes and re-encodes; ``janus``: Janus's echotest plugin, a C
 forwarder, the anchor for what forwarding should cost: see janus_anchor.py;
 ``forward-noshed``: EchoWidget echoing every packet however late, shedding's baseline;
+``forward-aiortc``: EchoWidget on aiortc's and aioice's usual path (each packet through
+aioice's queue, aiortc's ``_handle_rtp_packet`` with its per-packet REMB estimator, the
+transports' ``_send_rtp``) instead of the lean path and the fixed REMB cap: their baseline;
 ``direct``: no server, each client peer sends to a second one beside it, the baseline of the
 round trip). In the ``forward`` modes the server also counts the delay it added to each echoed
 packet (``stats["echo_delay_ms"]``'s histogram) and the packets it shed, over the same window
@@ -93,6 +96,11 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
             assert defaults is not None
             assert "shed_after_ms" in defaults
             defaults["shed_after_ms"] = None
+        if mode == "forward-aiortc":  # aiortc's usual receive path: the fast path's baseline
+            import echo_widget.session
+
+            echo_widget.session.REMB_BITRATE = None
+            echo_widget.session.LEAN_PATH = False
         widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
             record_dir / "rec.webm" if mode == "forward+rec" else None),
             audio=mode == "forward+audio")
@@ -507,10 +515,16 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"relay / forward CPU per stream at equal N={n}: "
                   f"{relay[n]['cpu_per_stream'] / forward[n]['cpu_per_stream']:.1f}x")
     janus = {r["streams"]: r for r in results if r["mode"] == "janus"}
-    for n in sorted(set(forward) & set(janus)):
-        print(f"forward / janus CPU per stream at N={n}: "
-              f"{forward[n]['cpu_per_stream']:.2f} / {janus[n]['cpu_per_stream']:.2f} = "
-              f"x{forward[n]['cpu_per_stream'] / janus[n]['cpu_per_stream']:.2f}")
+    usual = {r["streams"]: r for r in results if r["mode"] == "forward-aiortc"}
+    for other_name, other in (("janus", janus), ("forward-aiortc", usual)):
+        for n in sorted(set(forward) & set(other)):
+            mine, theirs = forward[n], other[n]
+            note = ("" if abs(mine["fps_median"] - theirs["fps_median"]) < 1 else
+                    f" (not comparable: median fps {mine['fps_median']:.1f} against "
+                    f"{theirs['fps_median']:.1f}, past a knee)")
+            print(f"forward / {other_name} CPU per stream at N={n}: "
+                  f"{mine['cpu_per_stream']:.2f} / {theirs['cpu_per_stream']:.2f} = "
+                  f"x{mine['cpu_per_stream'] / theirs['cpu_per_stream']:.2f}{note}")
     direct = {r["streams"]: r for r in results if r["mode"] == "direct"}
     for name, rows_by_n in (("forward", forward), ("janus", janus)):
         for n in sorted(set(rows_by_n) & set(direct)):

@@ -14,24 +14,34 @@ needs small hooks instead:
   stop marker, so the decoder thread aiortc starts exits at once: no idle,
   non-daemon thread per session (which would also keep the interpreter from
   exiting while a session is live).
-* the receiver's ``_handle_rtp_packet`` is wrapped (when a ``forward`` callback
-  is given) so that each packet that reached the tap is forwarded right after
-  aiortc has handled it (statistics, NACKs, RTX unwrapping, depayloading), on
-  the same call, with no queue or task in between.
+* the receiver's ``_handle_rtp_packet`` is replaced by :class:`LeanHandling` (or wrapped),
+  when a ``forward`` callback is given, so that each packet that reached the tap is
+  forwarded right after it was handled (statistics, NACKs, RTX unwrapping, depayloading),
+  on the same call, with no queue or task in between.
 * :class:`EchoRtpSender` sends those packets through an aiortc sender as if its
   own packetizer had made them: the sender's SSRC, payload type, MID, its
   header-extension map, its retransmission history (so aiortc answers the
   viewer's NACKs) and its sender-report counters (so its RTCP SRs stay right).
   The header is written from a template aiortc itself serialized once, not by
-  ``RtpPacket.serialize`` per packet. The browser's abs-send-time is kept, as an
-  SFU keeps it. The sender's own loop is parked on a track that never yields.
+  ``RtpPacket.serialize`` per packet, and sent as the DTLS transport and aioice would send
+  it (SRTP, then the nominated pair's socket), without their coroutine layers. The
+  browser's abs-send-time is kept, as an SFU keeps it. The sender's own loop is parked on
+  a track that never yields.
 * the sender's ``_send_keyframe`` is replaced on the instance, so that a PLI or
   FIR from the viewer reaches us.
+* the receiver's REMB estimator is swapped for :class:`RembCap` (:func:`cap_remb`): aiortc's
+  delay-based estimator costs more per packet than the rest of the echo does, and its first
+  estimates come late and low. The cap is sent from the first packet on, as Janus sends its
+  configured cap, so the browser starts at the bitrate its camera needs.
 * the receiver's ``_handle_rtcp_packet`` is wrapped (:func:`on_sender_report`) so that the
   browser's RTCP sender reports (its NTP time for an RTP timestamp) reach us: they line up
   audio and video in a recording, and the echo's own sender reports carry them on
   (:meth:`EchoRtpSender.translate_sender_report`), so the viewer plays the echoed audio and
   video in sync as the browser captured them.
+* :class:`FastReceive` reads SRTP media packets in the socket's own callback: aioice would
+  first try each as STUN (a raised ``ValueError`` per packet), then queue it for the DTLS
+  transport's task, which wakes once per packet. It uses aioice's ``Connection._queue`` and
+  ``_protocols`` and the DTLS transport's SRTP session, counters and ``_handle_rtp_data``.
 * the answer's Opus parameters are set on the transceiver's negotiated codecs
   (:func:`set_answer_parameters`).
 * ``OperationError`` (``aiortc.exceptions``, not exported): what ``setRemoteDescription``
@@ -39,24 +49,30 @@ needs small hooks instead:
 * SDP and candidate parsing use ``aiortc.sdp``, which is not in aiortc's public API:
   :func:`offered_media` and :func:`parse_candidate`.
 
-This is the only module of echo-widget that imports anything of aiortc outside its
-``__all__``. :func:`check_compat` verifies every private name used here: it runs at import
-(a problem raises; sources it cannot read give a warning), and ``tests/test_aiortc_compat.py``
-runs it requiring the sources, so an aiortc upgrade that breaks them fails loudly.
-The tested range is pinned in ``pyproject.toml``.
+This is the only module of echo-widget that imports anything of aiortc (or aioice, its ICE
+library) outside its ``__all__``. :func:`check_compat` verifies every private name used here:
+it runs at import (a problem raises; sources it cannot read give a warning), and
+``tests/test_aiortc_compat.py`` runs it requiring the sources, so an upgrade that breaks them
+fails loudly.
+The tested ranges of both are pinned in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import logging
 import queue
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from struct import pack
 from typing import Any, Protocol
 
+import pylibsrtp
+from aioice import ice
 from aiortc import (
     MediaStreamError,
     MediaStreamTrack,
@@ -67,23 +83,50 @@ from aiortc import (
     RTCRtpTransceiver,
     clock,
     rtcdtlstransport,
+    rtcicetransport,
     rtcpeerconnection,
     rtcrtpreceiver,
     rtcrtpsender,
 )
+from aiortc.codecs import depayload, is_rtx
 from aiortc.exceptions import OperationError as OperationError
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
     HeaderExtensions,
     HeaderExtensionsMap,
+    RtcpPsfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+logger = logging.getLogger(__name__)
+
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_DTLS_CONNECTED = rtcdtlstransport.State.CONNECTED
+
+
+_NTP_UNIX_OFFSET = 2_208_988_800
+"""Seconds from the NTP epoch (1900) to the Unix epoch (1970)."""
+
+
+def ntp_ms() -> int:
+    """``aiortc.clock.current_ms()`` (milliseconds since 1900), without building a
+    timezone-aware ``datetime`` per packet."""
+    return time.time_ns() // 1_000_000 + _NTP_UNIX_OFFSET * 1000
+
+
+def ntp_time() -> int:
+    """``aiortc.clock.current_ntp_time()`` (NTP 32.32 fixed point), the same way."""
+    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    return ((seconds + _NTP_UNIX_OFFSET) << 32) | (nanoseconds << 32) // 1_000_000_000
 
 
 class PacketSink(Protocol):
@@ -114,11 +157,14 @@ def tap_receiver(
     receiver: RTCRtpReceiver,
     sink: PacketSink,
     forward: Callable[[RtpPacket], Awaitable[None]] | None = None,
+    *,
+    lean: bool = False,
 ) -> None:
     """Route a receiver's packets to ``sink`` instead of aiortc's jitter buffer and decoder.
 
     With ``forward``, each packet the sink took is then awaited through ``forward``, on the
-    same call that received it.
+    same call that received it. ``lean``: the packets are handled by :class:`LeanHandling`
+    instead of aiortc's ``_handle_rtp_packet`` (``forward`` is then required).
     """
     for attribute in (_JITTER_BUFFER_ATTR, _DECODER_QUEUE_ATTR):
         if not hasattr(receiver, attribute):
@@ -129,6 +175,12 @@ def tap_receiver(
     stopped.put(None)  # decoder_worker's stop marker: its thread ends as soon as it starts
     setattr(receiver, _DECODER_QUEUE_ATTR, stopped)
     if forward is None:
+        if lean:
+            raise ValueError("the lean handling forwards: give forward")
+        return
+    if lean:
+        receiver._handle_rtp_packet = LeanHandling(  # type: ignore[method-assign]
+            receiver, sink, forward).handle
         return
     handle = receiver._handle_rtp_packet
 
@@ -140,6 +192,129 @@ def tap_receiver(
             await forward(taken)
 
     receiver._handle_rtp_packet = handle_and_forward  # type: ignore[method-assign]
+
+
+_HANDLE_RTP_PACKET_SHA256 = "4e54983d021a6336d80c29490f82f9a6dd531c0d3179b2daed818120c5ece238"
+"""aiortc's ``RTCRtpReceiver._handle_rtp_packet`` source, which :class:`LeanHandling` mirrors:
+any change to it fails :func:`check_compat`, so the mirror is read again."""
+
+
+class LeanHandling:
+    """aiortc's ``RTCRtpReceiver._handle_rtp_packet`` for a tapped receiver, then the forward.
+
+    The same steps, on aiortc's own state: the REMB estimator (or :class:`RembCap`), the
+    receiver-report statistics, RTX unwrapping, NACK generation, depayloading, the sink (in
+    place of the jitter buffer) and its PLI. Left out per packet: two debug-log calls, a
+    timezone-aware ``datetime`` for ``getSynchronizationSources`` (refreshed every 100 ms
+    instead), each codec's name parsed again to tell RTX, and the jitter buffer and decoder
+    checks a tapped receiver never uses.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, sink: PacketSink,
+                 forward: Callable[[RtpPacket], Awaitable[None]]) -> None:
+        internals: Any = receiver
+        self._receiver = internals
+        self._sink = sink
+        self._forward = forward
+        self._codecs: dict[int, Any] = internals._RTCRtpReceiver__codecs
+        self._streams: dict[int, Any] = internals._RTCRtpReceiver__remote_streams
+        self._rtx_ssrc: dict[int, int] = internals._RTCRtpReceiver__rtx_ssrc
+        self._active: dict[int, Any] = internals._RTCRtpReceiver__active_ssrc
+        self._nack: Any = internals._RTCRtpReceiver__nack_generator
+        self._kinds: dict[int, tuple[Any, Any]] = {}
+        """Per payload type: its codec, and the ``apt`` of an RTX codec (else None)."""
+        self._active_at: dict[int, int] = {}
+
+    async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Handle one incoming RTP packet as aiortc would, then forward what the sink took."""
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        ssrc = packet.ssrc
+        abs_send_time = packet.extensions.abs_send_time
+        estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+        if estimator is not None and abs_send_time is not None:
+            remb = estimator.add(abs_send_time=abs_send_time, arrival_time_ms=arrival_time_ms,
+                                 payload_size=len(packet.payload) + packet.padding_size,
+                                 ssrc=ssrc)
+            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+            if rtcp_ssrc is not None and remb is not None:
+                await receiver._send_rtcp(RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
+        if arrival_time_ms - self._active_at.get(ssrc, -100) >= 100:
+            self._active_at[ssrc] = arrival_time_ms
+            self._active[ssrc] = clock.current_datetime()
+        kind = self._kinds.get(packet.payload_type)
+        if kind is None:
+            codec = self._codecs.get(packet.payload_type)
+            if codec is None:
+                return
+            kind = self._kinds[packet.payload_type] = (
+                codec, codec.parameters.get("apt", -1) if is_rtx(codec) else None)
+        codec, apt = kind
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if apt is not None:
+            original_ssrc = self._rtx_ssrc.get(ssrc)
+            if (original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int)
+                    or apt not in self._codecs):
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        nack = self._nack
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        try:
+            data = depayload(codec, packet.payload) if packet.payload else b""
+        except ValueError:
+            return
+        packet._data = data  # type: ignore[attr-defined]
+        if self._sink.on_rtp(packet, data):
+            await receiver._send_rtcp_pli(packet.ssrc)
+        await self._forward(packet)
+
+
+class RembCap:
+    """Stands in for aiortc's ``RemoteBitrateEstimator``: the same REMB, a fixed bitrate, for
+    every SSRC seen, on a stream's first packet and then every ``interval_ms``.
+
+    aiortc sends what :meth:`add` returns as an RTCP REMB. A browser trusts a REMB during its
+    first two seconds if nothing was lost, so it starts at this bitrate (or the most its
+    encoder uses for the resolution, if less); after that its own loss-based control, fed by
+    the receiver reports, keeps it below what the path carries.
+    """
+
+    __slots__ = ("_last_ms", "_ssrcs", "bitrate", "interval_ms")
+
+    def __init__(self, bitrate: int, interval_ms: int = 1000) -> None:
+        self.bitrate = bitrate
+        self.interval_ms = interval_ms
+        self._ssrcs: list[int] = []
+        self._last_ms = 0
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int,
+            ssrc: int) -> tuple[int, list[int]] | None:
+        """Called by aiortc for each packet with abs-send-time: (bitrate, SSRCs) when due."""
+        if ssrc in self._ssrcs:
+            if arrival_time_ms - self._last_ms < self.interval_ms:
+                return None
+        else:
+            self._ssrcs.append(ssrc)
+        self._last_ms = arrival_time_ms
+        return self.bitrate, list(self._ssrcs)
+
+
+def cap_remb(receiver: RTCRtpReceiver, bitrate: int) -> RembCap:
+    """Replace a video receiver's REMB estimator with a :class:`RembCap` of ``bitrate``."""
+    if not hasattr(receiver, _ESTIMATOR_ATTR):
+        raise RuntimeError(_broken(f"RTCRtpReceiver has no attribute {_ESTIMATOR_ATTR}"))
+    if getattr(receiver, _ESTIMATOR_ATTR) is None:
+        raise ValueError("only a video receiver sends REMB")
+    cap = RembCap(bitrate)
+    setattr(receiver, _ESTIMATOR_ATTR, cap)
+    return cap
 
 
 class _ParkedTrack(MediaStreamTrack):
@@ -165,7 +340,7 @@ class EchoRtpSender:
     """Sends already-packetized media (VP8, Opus) through an aiortc sender, as its
     packetizer would."""
 
-    def __init__(self, sender: RTCRtpSender, kind: str = "video") -> None:
+    def __init__(self, sender: RTCRtpSender, kind: str = "video", *, lean: bool = True) -> None:
         for attribute in _SENDER_ATTRS:
             if not hasattr(sender, attribute):
                 raise RuntimeError(_broken(f"RTCRtpSender has no attribute {attribute}"))
@@ -179,6 +354,8 @@ class EchoRtpSender:
         self._header: _HeaderTemplate | None = None
         self._translated = False
         """Whether the sender reports carry the browser's clock (see translate_sender_report)."""
+        self._lean = lean
+        """Whether packets go out without the transports' coroutine layers (``_send_now``)."""
         start = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -207,6 +384,22 @@ class EchoRtpSender:
         return b"".join((fixed, header.before, abs_send_time.to_bytes(3, "big"), header.after,
                          payload))
 
+    def _send_now(self, data: bytes) -> bool:
+        """Encrypt and send one RTP packet, as the DTLS transport's ``_send_rtp`` and aioice's
+        ``Connection.sendto`` would, without their three coroutine calls per packet; False
+        when the transport is not connected (the packet is dropped, as aiortc drops it)."""
+        dtls: Any = self._sender.transport
+        if dtls._state is not _DTLS_CONNECTED:
+            return False
+        data = dtls._tx_srtp.protect(data)
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        pair.protocol.transport.sendto(data, pair.remote_addr)  # StunProtocol.send_data
+        dtls._RTCDtlsTransport__tx_bytes += len(data)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True
+
     def translate_sender_report(self, ntp: int, timestamp: int) -> None:
         """From now on, sender reports pair the echo's ``timestamp`` with the browser's own
         ``ntp`` time for it (from the browser's sender report), as an SFU forwards them."""
@@ -230,17 +423,21 @@ class EchoRtpSender:
         stamp = marker if frame_end is None else frame_end
         ntp = 0
         if abs_send_time is None or stamp:
-            ntp = clock.current_ntp_time()
+            ntp = ntp_time()
             if abs_send_time is None:
                 abs_send_time = (ntp >> 14) & 0x00FFFFFF
         packet.extensions.abs_send_time = abs_send_time
         packet.extensions.mid = self._mid
         self._history[sequence_number % RTP_HISTORY_SIZE] = packet
-        try:
-            await sender.transport._send_rtp(
-                self.serialize(payload, marker, sequence_number, timestamp, abs_send_time))
-        except ConnectionError:
-            return
+        data = self.serialize(payload, marker, sequence_number, timestamp, abs_send_time)
+        if self._lean:
+            if not self._send_now(data):
+                return
+        else:
+            try:
+                await sender.transport._send_rtp(data)
+            except ConnectionError:
+                return
         if stamp and not self._translated:  # the report pairs a frame with when it went out
             sender._RTCRtpSender__ntp_timestamp = ntp
             sender._RTCRtpSender__rtp_timestamp = timestamp
@@ -303,6 +500,107 @@ def on_sender_report(receiver: RTCRtpReceiver, callback: SenderReportHook) -> No
     receiver._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
 
+class FastReceive:
+    """Takes SRTP media packets from the socket's callback straight to aiortc's receivers.
+
+    aioice hands every datagram to ``stun.parse_message`` first (a raised ``ValueError`` per
+    media packet), then queues it for the DTLS transport's task, which wakes once per packet.
+    A media packet (RFC 7983: first byte 128-191; not RTCP) is read here instead, in the
+    callback: counted, decrypted, then parsed and handled by aiortc's own code (statistics,
+    NACKs, RTX, REMB, the tap and the echo), which runs to its end at once, since nothing on
+    that path waits. Everything else (STUN, DTLS, RTCP), and every packet while aioice's queue
+    holds one, takes aioice's usual way, so the order is kept.
+
+    Should the handling ever wait on something, a task owned here finishes it, and packets
+    take the usual way until it is done. :meth:`aclose` restores aioice and awaits them.
+    """
+
+    def __init__(self, dtls: rtcdtlstransport.RTCDtlsTransport) -> None:
+        internals: Any = dtls
+        connection: Any = internals.transport._connection
+        self._dtls = internals
+        self._queue: asyncio.Queue[Any] = connection._queue
+        self._protocols: list[Any] = list(connection._protocols)
+        self._pending: dict[asyncio.Future[Any], Any] = {}
+        """Tasks finishing a packet's handling that had to wait, and that handling."""
+        self.packets = 0
+        """Packets taken this way."""
+        for protocol in self._protocols:
+            protocol.datagram_received = self._wrap(protocol.datagram_received)
+
+    def _wrap(self, usual: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        dtls = self._dtls
+        empty = self._queue.empty
+
+        def datagram_received(data: Any, addr: Any) -> None:
+            if (len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
+                    and dtls._rx_srtp is not None and empty() and not self._pending):
+                self._receive(data)
+            else:
+                usual(data, addr)
+
+        return datagram_received
+
+    def _receive(self, data: bytes) -> None:
+        dtls = self._dtls
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        arrival_time_ms = ntp_ms()
+        try:
+            data = dtls._rx_srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return  # as aiortc: a packet that does not decrypt is dropped
+        self.packets += 1
+        handling = dtls._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
+        try:
+            waiting = handling.send(None)
+        except StopIteration:
+            return
+        except ConnectionError:  # the transport closed under it; aiortc's loop ends the peer
+            return
+        except Exception:
+            logger.exception("handling an RTP packet failed")
+            return
+        task = asyncio.ensure_future(_Resumed(handling, waiting))
+        self._pending[task] = handling
+        task.add_done_callback(self._pending.pop)
+
+    async def aclose(self) -> None:
+        """Give aioice its usual path back; cancel and await what is pending."""
+        for protocol in self._protocols:
+            protocol.__dict__.pop("datagram_received", None)
+        pending = dict(self._pending)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for handling in pending.values():
+            handling.close()  # one cancelled before its task ran is still suspended
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine that was started by hand and then had to wait."""
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting = waiting
+
+    def __await__(self) -> Any:
+        coroutine, waiting = self._coroutine, self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # a cancellation goes in as well
+                step = coroutine.throw
+                value: Any = exc
+            else:
+                step = coroutine.send
+                value = sent
+            try:
+                waiting = step(value)
+            except StopIteration as stop:
+                return stop.value
+
+
 def set_answer_parameters(transceiver: RTCRtpTransceiver, mime_type: str,
                           parameters: dict[str, Any]) -> None:
     """Add fmtp ``parameters`` to a codec of the answer aiortc will make for ``transceiver``
@@ -354,7 +652,8 @@ def parse_candidate(line: str) -> RTCIceCandidate:
     return candidate
 
 
-_RECEIVER_METHODS = ("_handle_rtp_packet", "_send_rtcp_pli", "_handle_rtcp_packet")
+_RECEIVER_METHODS = ("_handle_rtp_packet", "_send_rtcp_pli", "_handle_rtcp_packet",
+                     "_send_rtcp_nack", "_send_rtcp")
 _SENDER_METHODS = ("_send_keyframe", "_handle_rtcp_packet", "_retransmit", "_run_rtcp")
 
 
@@ -376,6 +675,9 @@ def check_compat(*, require_sources: bool = False) -> None:
         (RTCRtpReceiver._handle_rtp_packet, "self.__jitter_buffer.add(packet)"),
         (RTCRtpReceiver._handle_rtp_packet, "await self._send_rtcp_pli(packet.ssrc)"),
         (RTCRtpReceiver._handle_rtp_packet, "packet._data = depayload("),
+        (RTCRtpReceiver._handle_rtp_packet, "remb = self.__remote_bitrate_estimator.add("),
+        (RTCRtpReceiver._handle_rtp_packet, "fci=pack_remb_fci(*remb),"),
+        (RTCRtpReceiver.__init__, "self.__remote_bitrate_estimator = RemoteBitrateEstimator()"),
         (RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()"),
         (RTCRtpSender._next_encoded_frame, "await self.__track.recv()"),
         (RTCRtpSender._retransmit, "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)"),
@@ -392,8 +694,29 @@ def check_compat(*, require_sources: bool = False) -> None:
         (RTCRtpSender.__init__, "self.__rtp_history: dict[int, RtpPacket] = {}"),
         (rtcdtlstransport.RTCDtlsTransport._send_rtp, "data = self._tx_srtp.protect(data)"),
         (SessionDescription.parse, "direction"),
+        (rtcdtlstransport.RTCDtlsTransport._recv_next, "self.__rx_bytes += len(data)"),
+        (rtcdtlstransport.RTCDtlsTransport._recv_next, "data = self._rx_srtp.unprotect(data)"),
+        (rtcdtlstransport.RTCDtlsTransport._recv_next,
+         "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)"),
+        (rtcicetransport.RTCIceTransport.__init__, "self._connection = gatherer._connection"),
+        (ice.Connection.__init__, "self._protocols: list[StunProtocol] = []"),
+        (ice.Connection.data_received, "self._queue.put_nowait((data, component))"),
+        (ice.StunProtocol.datagram_received, "self.receiver.data_received(data,"),
+        (rtcdtlstransport.RTCDtlsTransport._send_rtp, "if self._state != State.CONNECTED:"),
+        (rtcdtlstransport.RTCDtlsTransport._send_rtp, "await self.transport._send(data)"),
+        (rtcdtlstransport.RTCDtlsTransport._send_rtp, "self.__tx_bytes += len(data)"),
+        (ice.Connection.sendto, "active_pair = self._nominated.get(component)"),
+        (ice.StunProtocol.send_data, "self.transport.sendto(data, addr)"),
     ]
     unreadable: list[str] = []
+    try:
+        mirrored = hashlib.sha256(
+            inspect.getsource(RTCRtpReceiver._handle_rtp_packet).encode()).hexdigest()
+    except (OSError, TypeError):
+        unreadable.append(RTCRtpReceiver._handle_rtp_packet.__qualname__)
+    else:
+        if mirrored != _HANDLE_RTP_PACKET_SHA256:
+            problems.append("RTCRtpReceiver._handle_rtp_packet changed: LeanHandling mirrors it")
     for function, needle in expected:
         try:
             source = inspect.getsource(function)

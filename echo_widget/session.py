@@ -33,8 +33,10 @@ from aiortc import (
 from . import errors, protocol
 from ._aiortc_compat import (
     EchoRtpSender,
+    FastReceive,
     OfferedMedia,
     OperationError,
+    cap_remb,
     offered_media,
     on_keyframe_request,
     on_sender_report,
@@ -116,6 +118,14 @@ class _Connected:
 
 _InboxItem = RTCIceCandidate | None | _End | _Connected
 _NO_MORE_CANDIDATES = None
+REMB_BITRATE: int | None = 2_500_000
+"""The bandwidth estimate (REMB) sent for the camera, in bit/s: WebRTC's default most for one
+video stream, so it never limits the camera, and the browser starts at full quality.
+``None``: aiortc's own delay-based estimator (the benchmark's baseline)."""
+LEAN_PATH = True
+"""Whether media packets take the lean path: read in the socket's callback
+(:class:`FastReceive`), handled by :class:`LeanHandling` and sent without the transports'
+coroutine layers; ``False``: aiortc's and aioice's usual path (the benchmark's baseline)."""
 _PEER_CLOSE_TIMEOUT = 5.0
 
 
@@ -160,6 +170,7 @@ class EchoSession:
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
         self._pc: RTCPeerConnection | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._fast_receive: list[FastReceive] = []
         self._connected_at: float | None = None
         self._finalizing: set[asyncio.Task[Path | None]] = set()
         """Recordings being finalized by :meth:`stop_recording`; awaited at teardown."""
@@ -447,12 +458,14 @@ class EchoSession:
         vp8 = [codec for codec in RTCRtpSender.getCapabilities("video").codecs
                if codec.mimeType.lower() in ("video/vp8", "video/rtx")]
         echo.setCodecPreferences(vp8)
-        tap_receiver(echo.receiver, self.forwarder, self.forwarder.forward)
+        tap_receiver(echo.receiver, self.forwarder, self.forwarder.forward, lean=LEAN_PATH)
+        if REMB_BITRATE is not None:
+            cap_remb(echo.receiver, REMB_BITRATE)
         on_sender_report(echo.receiver, self._video_sender_report)
         if audio is not None:
             self._echo_audio(audio, offered_audio[0])
         self._open_recorder()
-        output = EchoRtpSender(echo.sender)
+        output = EchoRtpSender(echo.sender, lean=LEAN_PATH)
         pc.addTrack(output.track)
         self.forwarder.start_echo(output)
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)
@@ -481,9 +494,9 @@ class EchoSession:
         self._audio_channels = 2 if str(fmtp.get("sprop-stereo", "0")) == "1" else 1
         forwarder = MediaForwarder(self._audio_counters, OPUS)
         self.audio = AudioPackets(forwarder)
-        tap_receiver(transceiver.receiver, self.audio, forwarder.forward)
+        tap_receiver(transceiver.receiver, self.audio, forwarder.forward, lean=LEAN_PATH)
         on_sender_report(transceiver.receiver, self._audio_sender_report)
-        output = EchoRtpSender(transceiver.sender, "audio")
+        output = EchoRtpSender(transceiver.sender, "audio", lean=LEAN_PATH)
         transceiver.sender.replaceTrack(output.track)
         transceiver.direction = "sendrecv"
         forwarder.start_echo(output)
@@ -519,6 +532,10 @@ class EchoSession:
         self._connected_at = loop.time()
         self._set_state("connected")
         self.forwarder.request_keyframe()  # start the echo without waiting for one
+        if LEAN_PATH and not self._fast_receive and self._pc is not None:
+            transports = {id(t.receiver.transport): t.receiver.transport  # one when bundled
+                          for t in self._pc.getTransceivers()}
+            self._fast_receive = [FastReceive(t) for t in transports.values()]
 
     def _open_recorder(self) -> None:
         """Start recording before media flows, so the first keyframe is in the file."""
@@ -578,6 +595,8 @@ class EchoSession:
         self.set_decoding(frames=False, transform=None)
         if self.processed is not None:
             self.processed.stop()
+        for fast in self._fast_receive:
+            await fast.aclose()
         if self._pc is not None:
             await self._close_peer(self._pc)
         if self._stopping:

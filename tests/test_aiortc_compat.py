@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiortc
+import pylibsrtp
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
@@ -19,7 +22,14 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTP_HISTORY_SIZE,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+)
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -32,10 +42,11 @@ from echo_widget._aiortc_compat import (
 )
 
 
-def test_installed_aiortc_is_in_the_pinned_range() -> None:
+@pytest.mark.parametrize("name", ["aiortc", "aioice"])
+def test_installed_aiortc_and_aioice_are_in_the_pinned_range(name: str) -> None:
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("aiortc"))
-    assert Version(version("aiortc")) in SpecifierSet(pin.removeprefix("aiortc"))
+    pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith(name + ">"))
+    assert Version(version(name)) in SpecifierSet(pin.removeprefix(name))
 
 
 def test_the_internals_are_there() -> None:
@@ -60,15 +71,23 @@ def test_a_missing_private_method_is_detected(monkeypatch: pytest.MonkeyPatch) -
         check_compat()
 
 
-def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("self._send_keyframe()", "self._request_keyframe()",
+     r"does not support aiortc .*_send_keyframe"),
+    # any change at all to the receive step LeanHandling mirrors, even a comment
+    ("# keep track of sources", "# keep track of the sources",
+     r"_handle_rtp_packet changed: LeanHandling"),
+], ids=["a needle", "the mirrored receive step"])
+def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch, old: str, new: str,
+                                      message: str) -> None:
     real = inspect.getsource
 
     def changed(obj: object) -> str:
         source = real(obj)  # type: ignore[arg-type]
-        return source.replace("self._send_keyframe()", "self._request_keyframe()")
+        return source.replace(old, new)
 
     monkeypatch.setattr(_aiortc_compat.inspect, "getsource", changed)
-    with pytest.raises(RuntimeError, match=r"does not support aiortc .*_send_keyframe"):
+    with pytest.raises(RuntimeError, match=message):
         check_compat()
 
 
@@ -102,6 +121,243 @@ async def test_the_tap_replaces_the_jitter_buffer_and_the_sender_hook_works() ->
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1, media_ssrc=2,
                                                     fci=b"\x00\x00\x00\x02\x01\x00\x00\x00"))
     assert requests == [1, 1]
+
+
+async def test_the_remb_cap_goes_out_from_the_first_packet_then_once_a_second() -> None:
+    """aiortc's receiver sends what the cap gives it: a REMB on a stream's first packet (the
+    browser trusts an early one), again once a second or for a new SSRC, never more."""
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                 [RTCCertificate.generateCertificate()])
+    receiver = RTCRtpReceiver("video", transport)
+    receiver._set_rtcp_ssrc(1234)
+    sent: list[object] = []
+
+    async def send_rtcp(packet: object) -> None:
+        sent.append(packet)
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    cap = _aiortc_compat.cap_remb(receiver, 2_000_000)
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is cap  # type: ignore[attr-defined]
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+
+    rembs: list[tuple[int, tuple[int, list[int]]]] = []
+    for arrival_ms, ssrc in ((0, 5), (10, 5), (999, 5), (1000, 5), (1200, 6), (1300, 6),
+                             (2199, 6), (2200, 5)):
+        packet = aiortc.rtp.RtpPacket(payload_type=96, ssrc=ssrc)
+        packet.extensions.abs_send_time = arrival_ms
+        await receiver._handle_rtp_packet(packet, arrival_ms)
+        rembs += [(arrival_ms, unpack_remb_fci(p.fci)) for p in sent[len(rembs):]
+                  if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP]
+    assert rembs == [(0, (2_000_000, [5])), (1000, (2_000_000, [5])),
+                     (1200, (2_000_000, [5, 6])), (2200, (2_000_000, [5, 6]))]
+    with pytest.raises(ValueError, match="video"):
+        _aiortc_compat.cap_remb(RTCRtpReceiver("audio", transport), 2_000_000)
+
+
+async def test_handling_that_has_to_wait_is_finished_by_a_task_and_can_be_cancelled() -> None:
+    """The fast path starts a packet's handling by hand; should it wait on something, the
+    rest runs in a task with the value the wait gave, and a cancellation reaches it."""
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[int] = loop.create_future()
+    steps: list[object] = []
+
+    async def handling() -> str:
+        steps.append("started")
+        steps.append(await gate)
+        return "done"
+
+    coroutine = handling()
+    waiting = coroutine.send(None)  # as FastReceive does
+    assert steps == ["started"]
+    assert waiting is gate
+    task = asyncio.ensure_future(_aiortc_compat._Resumed(coroutine, waiting))
+    await asyncio.sleep(0)
+    gate.set_result(7)
+    assert await task == "done"
+    assert steps == ["started", 7]
+
+    stopped: list[str] = []
+
+    async def busy() -> None:
+        try:
+            while True:  # noqa: ASYNC110 - yields without a future: a cancel is thrown in
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            stopped.append("cancelled")
+            raise
+
+    coroutine2 = busy()
+    task = asyncio.ensure_future(_aiortc_compat._Resumed(coroutine2, coroutine2.send(None)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert stopped == ["cancelled"]
+
+
+async def _handled(lean: bool) -> tuple[list[tuple[int, int, int, bytes]], list[bytes],
+                                          dict[int, tuple[int, int | None, int, int]]]:
+    """One packet sequence through a tapped video receiver: what was forwarded, the RTCP
+    sent, and the receiver-report statistics per SSRC."""
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                 [RTCCertificate.generateCertificate()])
+    receiver = RTCRtpReceiver("video", transport)
+    internals: Any = receiver
+    internals._RTCRtpReceiver__codecs.update({
+        96: RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+        97: RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                  parameters={"apt": 96})})
+    internals._RTCRtpReceiver__rtx_ssrc[2222] = 1111
+    receiver._set_rtcp_ssrc(1)
+    rtcp: list[bytes] = []
+
+    async def send_rtcp(packet: object) -> None:
+        rtcp.append(bytes(packet))  # type: ignore[call-overload]
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    _aiortc_compat.cap_remb(receiver, 1_000_000)
+    forwarded: list[tuple[int, int, int, bytes]] = []
+
+    class Sink:
+        def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
+            return packet.sequence_number == 3  # ask for a PLI once
+
+    async def forward(packet: RtpPacket) -> None:
+        forwarded.append((packet.ssrc, packet.sequence_number, packet.payload_type,
+                          packet._data))  # type: ignore[attr-defined]
+
+    tap_receiver(receiver, Sink(), forward, lean=lean)
+
+    def rtp(seq: int, payload: bytes, pt: int = 96, ssrc: int = 1111) -> RtpPacket:
+        packet = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=seq * 3000,
+                           ssrc=ssrc, payload=payload)
+        packet.extensions.abs_send_time = seq << 10
+        return packet
+
+    sequence = [rtp(1, b"\x10one"), rtp(2, b"\x00two"), rtp(3, b"\x10three"),
+                rtp(5, b"\x10five"),  # 4 is lost: a NACK
+                rtp(7, b"\x00\x04\x10four", pt=97, ssrc=2222),  # its retransmission
+                rtp(6, b"\x10six", pt=100),  # an unknown payload type: dropped
+                rtp(8, b""),  # padding only
+                rtp(9, b"\x80"),  # a VP8 descriptor cut short: not depayloaded
+                rtp(7, b"\x00", pt=97, ssrc=2222),  # RTX shorter than its header: dropped
+                rtp(10, b"\x10ten", ssrc=3333)]  # a new SSRC
+    for arrival_ms, packet in enumerate(sequence):
+        await receiver._handle_rtp_packet(packet, arrival_ms * 400)
+    streams = {ssrc: (s.packets_received, s.max_seq, s.cycles, s.base_seq)
+               for ssrc, s in internals._RTCRtpReceiver__remote_streams.items()}
+    return forwarded, rtcp, streams
+
+
+async def test_the_lean_handling_does_what_aiortc_does() -> None:
+    """LeanHandling mirrors aiortc's _handle_rtp_packet on a tapped receiver: the same packets
+    forwarded with the same depayloaded data, the same RTCP (REMB, NACK, PLI) and the same
+    receiver-report statistics, over loss, RTX, padding and bad packets."""
+    usual = await _handled(lean=False)
+    lean = await _handled(lean=True)
+    assert lean == usual
+    forwarded, rtcp, streams = lean
+    assert [seq for _, seq, _, _ in forwarded] == [1, 2, 3, 5, 4, 8, 10]
+    assert forwarded[4] == (1111, 4, 96, b"four")
+    feedback = [packet for data in rtcp for packet in RtcpPacket.parse(data)]
+    assert [p.lost for p in feedback if isinstance(p, RtcpRtpfbPacket)] == [[4], [6, 7]]
+    assert [p.media_ssrc for p in feedback
+            if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI] == [1111]
+    assert len([p for p in feedback if isinstance(p, RtcpPsfbPacket) and p.fmt == 15]) == 5
+    assert set(streams) == {1111, 2222, 3333}
+    with pytest.raises(ValueError, match="forward"):
+        tap_receiver(RTCRtpReceiver("video", RTCDtlsTransport(
+            RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])),
+            JitterBufferTap, lean=True)  # type: ignore[arg-type]
+
+
+class _FakeSrtp:
+    def unprotect(self, data: bytes) -> bytes:
+        if data.endswith(b"bad"):
+            raise pylibsrtp.Error("no")
+        return data[:-1]  # "decrypted"
+
+
+async def test_fast_receive_takes_media_and_leaves_everything_else_to_aioice() -> None:
+    """Which datagrams take the fast path: SRTP media once SRTP is up, when aioice's queue is
+    empty and nothing is pending; STUN, DTLS, RTCP and anything queued go the usual way, in
+    order. A handling that has to wait is finished by a task; closing restores aioice."""
+    usual: list[bytes] = []
+    handled: list[bytes] = []
+    gate = asyncio.get_running_loop().create_future()
+
+    class Protocol:
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            usual.append(data)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        handled.append(data)
+        if data.startswith(b"\x80\x60wait"):
+            await gate
+            handled.append(b"resumed")
+
+    protocol = Protocol()
+    connection = SimpleNamespace(_queue=asyncio.Queue(), _protocols=[protocol])
+    dtls = SimpleNamespace(transport=SimpleNamespace(_connection=connection), _rx_srtp=None,
+                           _handle_rtp_data=handle_rtp_data, _RTCDtlsTransport__rx_bytes=0,
+                           _RTCDtlsTransport__rx_packets=0)
+    fast = _aiortc_compat.FastReceive(dtls)  # type: ignore[arg-type]
+    media = b"\x80\x60" + b"m" * 20 + b"!"
+    protocol.datagram_received(media, None)
+    assert usual == [media]  # SRTP is not up yet
+    dtls._rx_srtp = _FakeSrtp()
+    protocol.datagram_received(media, None)
+    assert handled == [media[:-1]]
+    assert fast.packets == 1
+    assert dtls._RTCDtlsTransport__rx_packets == 1
+    assert dtls._RTCDtlsTransport__rx_bytes == len(media)
+    stun = b"\x00\x01" + b"s" * 30
+    dtls_record = b"\x16\xfe\xfd" + b"d" * 30
+    rtcp = b"\x80\xc8" + b"r" * 30  # a sender report
+    short = b"\x80\x60"
+    for data in (stun, dtls_record, rtcp, short):
+        protocol.datagram_received(data, None)
+    assert usual == [media, stun, dtls_record, rtcp, short]
+    connection._queue.put_nowait((b"queued", 1))
+    protocol.datagram_received(media, None)
+    assert usual[-1] == media  # behind what aioice holds: in order
+    connection._queue.get_nowait()
+    protocol.datagram_received(b"\x80\x60" + b"m" * 20 + b"bad", None)  # does not decrypt
+    assert fast.packets == 1
+    waiting = b"\x80\x60wait" + b"w" * 20 + b"!"
+    protocol.datagram_received(waiting, None)
+    assert handled[-1] == waiting[:-1]
+    before = len(usual)
+    protocol.datagram_received(media, None)
+    assert usual[before:] == [media]  # while one is pending, the usual way
+    gate.set_result(None)
+    for _ in range(3):  # the task's step, then its done callback
+        await asyncio.sleep(0)
+    assert handled[-1] == b"resumed"
+    assert not fast._pending
+    protocol.datagram_received(media, None)
+    assert handled[-1] == media[:-1]
+    # closing: aioice's method again, and a handling still waiting is cancelled
+    gate = asyncio.get_running_loop().create_future()
+    protocol.datagram_received(waiting, None)
+    assert fast._pending
+    await fast.aclose()
+    assert not fast._pending
+    assert "datagram_received" not in vars(protocol)
+    protocol.datagram_received(media, None)
+    assert usual[-1] == media
+
+
+def test_the_fast_clocks_read_what_aiortcs_clock_reads() -> None:
+    from aiortc import clock
+
+    before_ms, before_ntp = clock.current_ms(), clock.current_ntp_time()
+    fast_ms, fast_ntp = _aiortc_compat.ntp_ms(), _aiortc_compat.ntp_time()
+    after_ms, after_ntp = clock.current_ms(), clock.current_ntp_time()
+    assert before_ms <= fast_ms <= after_ms
+    assert before_ntp <= fast_ntp + (1 << 32) // 1_000_000  # aiortc's has microseconds
+    assert fast_ntp <= after_ntp + (1 << 32) // 1_000_000
+    assert after_ntp - before_ntp < 1 << 32  # (the test ran within a second)
 
 
 def _vp8_parameters(extensions: list[RTCRtpHeaderExtensionParameters]) -> RTCRtpSendParameters:

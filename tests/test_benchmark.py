@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,12 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1,2",
-         "--modes", "forward,relay,janus,direct", "--relay-streams", "1",
+         "--modes", "forward,relay,janus,direct,forward-aiortc", "--relay-streams", "1",
          "--direct-streams", "2", "--seconds", "3",
          "--json", str(out)],
         capture_output=True, text=True, timeout=200, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| forward |" in result.stdout.replace("  ", " ").replace("  ", " ")
+    assert re.search(r"^\|\s+forward \|", result.stdout, re.MULTILINE), result.stdout
     rows = {(r["mode"], r["streams"]): r for r in json.loads(out.read_text())}
     forward, relay = rows["forward", 2], rows["relay", 1]
     assert forward["connected"] == 2
@@ -36,6 +37,11 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     assert 0 < janus["cpu_per_stream"] < 50
     assert 5 < janus["fps_min"] <= janus["fps_median"] < 40
     assert "forward / janus CPU per stream at N=2:" in result.stdout
+    # the lean path's baseline: aiortc's and aioice's usual path, in the same run
+    usual = rows["forward-aiortc", 2]
+    assert usual["connected"] == 2
+    assert 5 < usual["fps_min"] <= usual["fps_median"] < 40
+    assert "forward / forward-aiortc CPU per stream at N=2:" in result.stdout
     # the namespace (this test run's, shared with later tests) is left as it was found
     interfaces = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "echo-veth" not in interfaces, interfaces

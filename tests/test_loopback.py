@@ -20,7 +20,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from echo_widget import EchoWidget
+from echo_widget import EchoWidget, session
 
 from .conftest import (
     EchoClient,
@@ -140,9 +140,26 @@ async def test_the_echo_is_forwarded_packet_by_packet_with_its_rtcp_right(vp8_cl
     await wait_until(lambda: len([p for p in client.rtcp_in if isinstance(p, RtcpSrPacket)]) >= 2,
                      5, "two sender reports on the echo")
     reports = [p for p in client.rtcp_in if isinstance(p, RtcpSrPacket)]
+    echo_session = widget.hub._latest
+    assert echo_session is not None
+    fast = echo_session._fast_receive
+    protocols = [p for f in fast for p in f._protocols]
+    assert fast
+    assert all("datagram_received" in vars(p) for p in protocols)
+    # the lean path keeps the transport's own counts (aiortc's getStats) right
+    assert echo_session._pc is not None
+    transport_stats = [s for s in (await echo_session._pc.getStats()).values()
+                       if s.type == "transport"]
+    counts = widget.hub.book.counters
+    assert transport_stats[0].packetsReceived >= counts.packets_received > 0
+    assert transport_stats[0].packetsSent >= counts.packets_forwarded > 0
     await client.close()
     await widget.aclose()
     stats = widget.stats
+    # Media packets were read in the socket's callback, not through aioice's queue; closing
+    # gave aioice its own path back.
+    assert sum(f.packets for f in fast) > 0.8 * stats["packets_received"] > 0
+    assert not any("datagram_received" in vars(p) for p in protocols)
 
     # Packet level: one echoed packet per received packet, not a re-packetized frame.
     assert stats["packets_forwarded"] >= client.echo_packets > 0
@@ -155,6 +172,10 @@ async def test_the_echo_is_forwarded_packet_by_packet_with_its_rtcp_right(vp8_cl
         assert 0 < report.sender_info.packet_count <= stats["packets_forwarded"]
         assert report.sender_info.octet_count > 1000 * report.sender_info.packet_count // 2
     assert reports[-1].sender_info.packet_count > reports[0].sender_info.packet_count
+    # The estimate is the kernel's fixed cap (see the compat test for when it goes out).
+    estimates = rembs(client.rtcp_in)
+    assert {bitrate for bitrate, _ in estimates} == {session.REMB_BITRATE}
+    assert own_ssrc in estimates[0][1]
     # Every echoed packet carries a payload the client sent, under the reports' SSRC.
     echoed = client.echo_payloads
     assert len(echoed) > 100

@@ -217,6 +217,34 @@ def new_page(browser: Browser, *, camera: bool = True, microphone: bool = False,
     return context.new_page()
 
 
+KEEP_PEERS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    window.__peers.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+  Object.setPrototypeOf(window.RTCPeerConnection, Native);
+})();"""
+"""An init script that keeps the page's peer connections in ``window.__peers``."""
+
+SENDING = """async () => {
+  const pc = window.__peers[window.__peers.length - 1];
+  const out = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.width = s.frameWidth; out.target = s.targetBitrate;
+    }
+    if (s.type === 'candidate-pair' && s.nominated) out.available = s.availableOutgoingBitrate;
+  });
+  return out;
+}"""
+"""What the page's latest peer connection sends: frame width, the encoder's target bitrate,
+and the bandwidth the browser estimates it has (from the kernel's REMB)."""
+
+
 def write_notebook(server: Server, name: str, cells: list[str]) -> str:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",

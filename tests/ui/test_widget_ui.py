@@ -23,6 +23,8 @@ from .conftest import (
     FAKE_CAMERA,
     GRANT_CAMERA,
     INSECURE_HOST,
+    KEEP_PEERS,
+    SENDING,
     TOKEN,
     Server,
     assert_playing,
@@ -75,9 +77,18 @@ def luminance(css_color: str) -> float:
 
 def test_controls_stats_plot_layout_and_themes(lab: Server, browser: Browser) -> None:
     notebook = copy_demo(lab)
-    page = new_page(browser)
+    page = new_page(browser, init_script=KEEP_PEERS)
     open_and_run_all(page, lab, notebook)
     wait_for_status(page, "connected")
+    # the kernel's REMB cap, sent from the first packet on, lets the browser send at full
+    # quality at once (with aiortc's own estimate it stayed near 300 kb/s for seconds)
+    connected = time.monotonic()
+    sending = page.evaluate(SENDING)
+    while sending.get("available", 0) < 2_000_000 and time.monotonic() - connected < 3:
+        time.sleep(0.2)
+        sending = page.evaluate(SENDING)
+    assert sending["available"] >= 2_000_000, sending
+    assert sending["width"] == 640, sending
     assert_playing(page)
     kernel = lab.kernel(notebook)
 
