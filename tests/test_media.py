@@ -65,6 +65,13 @@ def echo_to(forwarder: MediaForwarder, output: Output) -> Output:
     return output
 
 
+def clocked_echo() -> tuple[Clock, MediaForwarder, Output]:
+    """A video path on a clock the test sets, echoing to an :class:`Output`."""
+    clock = Clock()
+    forwarder, _ = video_path(clock)
+    return clock, forwarder, echo_to(forwarder, Output())
+
+
 async def receive(forwarder: MediaForwarder, p: RtpPacket) -> bool:
     """What the receiver hook does: on_rtp, then forward, for the same packet."""
     pli = forwarder.on_rtp(p, p.payload[1:])
@@ -169,9 +176,7 @@ def stamped(seq: int, ts: int, payload: bytes, sent_at: float, *, marker: bool =
 
 async def test_video_behind_a_standing_queue_is_shed_and_goes_on_from_a_fresh_keyframe(
         ) -> None:
-    clock = Clock()
-    forwarder, _ = video_path(clock)
-    output = echo_to(forwarder, Output())
+    clock, forwarder, output = clocked_echo()
     counters = forwarder.counters
 
     async def at(now: float, seq: int, ts: int, payload: bytes, late_ms: float,
@@ -240,9 +245,7 @@ async def test_without_a_limit_or_a_stamp_every_packet_is_echoed_however_late() 
 
 async def test_a_retransmission_keeps_its_first_send_time_so_it_is_neither_measured_nor_shed(
         ) -> None:
-    clock = Clock()
-    forwarder, _ = video_path(clock)
-    output = echo_to(forwarder, Output())
+    clock, forwarder, output = clocked_echo()
     counters = forwarder.counters
     for seq in range(1, 5):
         clock.now = 10.0 + seq * 0.033

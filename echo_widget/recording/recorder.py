@@ -96,8 +96,8 @@ class Recorder:
         self._watcher: asyncio.Task[None] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._first_pts: int | None = None
-        self._last_pts = 0
-        self._wrote_frame = False
+        self._last_pts: int | None = None
+        """The latest frame's timestamp in the file (None before the first)."""
         self._waiting_for_keyframe = True
         self._failed = False
         self._closed = False
@@ -149,17 +149,17 @@ class Recorder:
         first_pts = self._first_pts
         assert first_pts is not None  # set by the first keyframe
         pts = frame.timestamp - first_pts
-        if self._wrote_frame and pts < self._last_pts + MIN_FRAME_STEP:
+        last = self._last_pts
+        if last is not None and pts < last + MIN_FRAME_STEP:
             # Matroska counts in milliseconds: two frames closer than that (a browser's
             # refreshed frame after a keyframe request) would share a timestamp
-            pts = self._last_pts + MIN_FRAME_STEP
+            pts = last + MIN_FRAME_STEP
         record = ivf_frame_header(len(frame.data), pts) + frame.data
         if not self._offer(record, is_frame=True):
             self._counters.frames_dropped += 1
             self.resync()
             return False
         self._last_pts = pts
-        self._wrote_frame = True
         if self.audio is not None:
             self._write_pages(self.audio.placement.video_frame(
                 frame.rtp_timestamp, pts / VIDEO_CLOCK_RATE, time.monotonic()))
@@ -199,7 +199,7 @@ class Recorder:
     @property
     def duration(self) -> float:
         """Seconds of video queued for the file so far (first to latest frame)."""
-        return self._last_pts / VIDEO_CLOCK_RATE
+        return (self._last_pts or 0) / VIDEO_CLOCK_RATE
 
     @property
     def size(self) -> int:
