@@ -17,8 +17,12 @@ aioice's queue, aiortc's ``_handle_rtp_packet`` with its per-packet REMB estimat
 transports' ``_send_rtp``) instead of the lean path and the fixed REMB cap: their baseline;
 ``direct``: no server, each client peer sends to a second one beside it, the baseline of the
 round trip). In the ``forward`` modes the server also counts the delay it added to each echoed
-packet (``stats["echo_delay_ms"]``'s histogram) and the packets it shed, over the same window
-as the CPU. A separate
+packet (``stats["echo_delay_ms"]``'s histogram: from the client's abs-send-time stamp), how
+long one in eight media datagrams the lean path read had waited since it reached the server's
+socket
+(the kernel's receive timestamp, ``SIOCGSTAMPNS``) when its handling ended (``held``: the
+server's own share, echoed or shed), and the packets it shed, over the same window as the
+CPU. A separate
 client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``; a keyframe request (PLI)
@@ -39,6 +43,7 @@ import json
 import os
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -101,6 +106,7 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
 
             echo_widget.session.REMB_BITRATE = None
             echo_widget.session.LEAN_PATH = False
+        held = socket_held_histogram()
         widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
             record_dir / "rec.webm" if mode == "forward+rec" else None),
             audio=mode == "forward+audio")
@@ -115,11 +121,12 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
             marks.append(([sum(c) for c in zip(*(b.echo_delay.counts for b in books),
                                                 strict=True)],
                           sum(b.packets_shed for b in books),
-                          sum(b.packets_forwarded for b in books)))
+                          sum(b.packets_forwarded for b in books), held.copy()))
             if len(marks) == 2:
-                (before, shed0, sent0), (after, shed1, sent1) = marks
+                (before, shed0, sent0, held0), (after, shed1, sent1, held1) = marks
                 (record_dir / "delay.json").write_text(json.dumps({
                     "percentiles": percentiles_since(after, before, (50, 99, 100)),
+                    "held": percentiles_since(held1, held0, (50, 99, 100)),
                     "shed": shed1 - shed0, "forwarded": sent1 - sent0}))
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, mark)
@@ -128,6 +135,52 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
         await finished.acquire()
     await backend.aclose()
     server.close()
+
+
+SIOCGSTAMPNS = 0x8907
+"""Linux's ioctl for when the datagram last read from a socket arrived (CLOCK_REALTIME)."""
+
+
+HELD_SAMPLE = 8
+"""One media datagram in this many is timed, so that timing adds little to the CPU counted."""
+
+
+def socket_held_histogram() -> Any:
+    """Count, for one media datagram in :data:`HELD_SAMPLE` the lean path reads, the time from
+    its arrival at the socket (the kernel's receive timestamp) to the end of its handling,
+    which sends its echo or sheds it there: the server's own share of the delay, without the
+    clients'."""
+    import fcntl
+
+    from echo_widget import _aiortc_compat
+    from echo_widget.media.delay import DelayHistogram
+
+    histogram = DelayHistogram()
+    wrap = _aiortc_compat.FastReceive._wrap
+
+    def timed_wrap(self: Any, usual: Any) -> Any:
+        inner = wrap(self, usual)
+        fd = usual.__self__.transport.get_extra_info("socket").fileno()
+        stamp = bytearray(16)
+        seen = [0]
+
+        def datagram_received(data: Any, addr: Any) -> None:
+            inner(data, addr)
+            if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+                seen[0] += 1
+                if seen[0] % HELD_SAMPLE:
+                    return
+                try:
+                    fcntl.ioctl(fd, SIOCGSTAMPNS, stamp)
+                except OSError:
+                    return
+                sec, nsec = struct.unpack("@qq", stamp)
+                histogram.add((time.time_ns() - sec * 1_000_000_000 - nsec) / 1e6)
+
+        return datagram_received
+
+    _aiortc_compat.FastReceive._wrap = timed_wrap  # type: ignore[method-assign]
+    return histogram
 
 
 class RelayEcho:
@@ -481,14 +534,17 @@ def _ms(value: float | None) -> str:
 def print_table(results: list[dict[str, Any]]) -> None:
     header = ("mode", "N", "connected", "CPU %/stream", "CPU % total", "of it ffmpeg",
               "fps min", "fps med", "RTT p50 ms", "RTT p99 ms", "answer p50 ms",
-              "first p50 ms", "first max ms", "RSS MB", "added p50/p99 ms", "shed %")
+              "first p50 ms", "first max ms", "RSS MB", "added p50/p99 ms",
+              "held p50/p99 ms", "shed %")
     rows = [header]
     for r in results:
-        added, shed = "-", "-"
+        added, held, shed = "-", "-", "-"
         if r.get("server_delay"):
             d = r["server_delay"]
             q = d["percentiles"] or {}
             added = f"{q.get('p50', '-')}/{q.get('p99', '-')}"
+            h = d.get("held") or {}
+            held = f"{h.get('p50', '-')}/{h.get('p99', '-')}"
             shed = f"{100 * d['shed'] / max(1, d['shed'] + d['forwarded']):.1f}"
         rows.append((r["mode"], str(r["streams"]), str(r["connected"]),
                      f"{r['cpu_per_stream']:.2f}",
@@ -496,7 +552,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
                      f"{r['fps_median']:.1f}",
                      _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
                      _ms(r["first_p50"]),
-                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}", added, shed))
+                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}", added, held, shed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for i, row in enumerate(rows):
         print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) + " |")

@@ -175,9 +175,9 @@ class EchoSession:
         self._finalizing: set[asyncio.Task[Path | None]] = set()
         """Recordings being finalized by :meth:`stop_recording`; awaited at teardown."""
         self.rtt_ms: float | None = None
+        """Round-trip time to the browser from its receiver reports on the echo, if known."""
         self.setup_ms: dict[str, float] | None = None
         """How long this session took to its first echoed frame, by phase (from its view)."""
-        """Round-trip time to the browser from its receiver reports on the echo, if known."""
         self.packets_lost = 0
         """Packets from the browser that never arrived (aiortc's receiver statistics)."""
         self._loop = asyncio.get_running_loop()

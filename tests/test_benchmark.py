@@ -59,6 +59,9 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     assert delay["forwarded"] > 2 * 3 * 30, delay
     assert delay["shed"] <= delay["forwarded"] // 50, delay
     assert 0 < delay["percentiles"]["p50"] <= delay["percentiles"]["p99"] < 50, delay
+    # and its share of that from the socket on, from the kernel's receive timestamps
+    assert 0 < delay["held"]["p50"] <= delay["held"]["p99"] < 50, delay
+    assert rows["forward-aiortc", 2]["server_delay"]["held"] is None, "no lean path, no count"
     assert relay["server_delay"] is None
     # the round trip's baseline: client to client, no server, and the server's share
     direct = rows["direct", 2]
