@@ -68,6 +68,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from struct import pack
 from typing import Any, Protocol
 
@@ -206,7 +207,8 @@ class LeanHandling:
     receiver-report statistics, RTX unwrapping, NACK generation, depayloading, the sink (in
     place of the jitter buffer) and its PLI. Left out per packet: two debug-log calls, a
     timezone-aware ``datetime`` for ``getSynchronizationSources`` (refreshed every 100 ms
-    instead), each codec's name parsed again to tell RTX, and the jitter buffer and decoder
+    instead), each codec's name parsed again to tell RTX and to depayload, the VP8 payload
+    descriptor's object (:func:`vp8_depayload_lean`), and the jitter buffer and decoder
     checks a tapped receiver never uses.
     """
 
@@ -224,6 +226,8 @@ class LeanHandling:
         self._kinds: dict[int, tuple[Any, Any]] = {}
         """Per payload type: its codec, and the ``apt`` of an RTX codec (else None)."""
         self._active_at: dict[int, int] = {}
+        self._depayloaders: dict[int, Callable[[bytes], bytes]] = {}
+        """Per payload type: aiortc's ``depayload`` for its codec, or the same for VP8."""
 
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Handle one incoming RTP packet as aiortc would, then forward what the sink took."""
@@ -266,14 +270,51 @@ class LeanHandling:
         nack = self._nack
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        depayloader = self._depayloaders.get(codec.payloadType)
+        if depayloader is None:
+            depayloader = self._depayloaders[codec.payloadType] = (
+                vp8_depayload_lean if codec.name == "VP8" else partial(depayload, codec))
         try:
-            data = depayload(codec, packet.payload) if packet.payload else b""
+            data = depayloader(packet.payload) if packet.payload else b""
         except ValueError:
             return
         packet._data = data  # type: ignore[attr-defined]
         if self._sink.on_rtp(packet, data):
             await receiver._send_rtcp_pli(packet.ssrc)
         await self._forward(packet)
+
+
+def vp8_depayload_lean(payload: bytes) -> bytes:
+    """aiortc's ``vp8_depayload``: what follows the VP8 payload descriptor (RFC 7741), and a
+    ``ValueError`` where it raises one (a truncated descriptor), without building the
+    descriptor's object nor parsing the codec's name per packet."""
+    size = len(payload)
+    if size < 1:
+        raise ValueError("VPX descriptor is too short")
+    at = 1
+    if payload[0] & 0x80:  # X: extended control bits
+        if size < 2:
+            raise ValueError("VPX descriptor has truncated extended bits")
+        bits = payload[1]
+        at = 2
+        if bits & 0x80:  # I: a picture ID, 7 or 15 bits
+            if size < 3:
+                raise ValueError("VPX descriptor has truncated PictureID")
+            if payload[2] & 0x80:
+                if size < 4:
+                    raise ValueError("VPX descriptor has truncated long PictureID")
+                at = 4
+            else:
+                at = 3
+        if bits & 0x40:  # L: TL0PICIDX
+            if size < at + 1:
+                raise ValueError("VPX descriptor has truncated TL0PICIDX")
+            at += 1
+        if bits & 0x30:  # T or K: one byte for both
+            if size < at + 1:
+                raise ValueError("VPX descriptor has truncated T/K")
+            at += 1
+    return payload[at:]
 
 
 class RembCap:

@@ -348,6 +348,43 @@ async def test_fast_receive_takes_media_and_leaves_everything_else_to_aioice() -
     assert usual[-1] == media
 
 
+def test_the_lean_vp8_depayload_is_aiortcs() -> None:
+    """Every payload descriptor shape (RFC 7741: with or without extended bits, a 7 or 15-bit
+    picture ID, TL0PICIDX, T/K), whole and cut at each byte: the same data, or a ValueError
+    where aiortc raises one."""
+    from itertools import product
+
+    from aiortc.codecs.vpx import vp8_depayload
+
+    payloads = [b""]
+    for x, i, long_id, l_bit, t, k in product((0, 1), repeat=6):
+        descriptor = bytes([0x90 if x else 0x10])
+        if x:
+            descriptor += bytes([i << 7 | l_bit << 6 | t << 5 | k << 4])
+            if i:
+                descriptor += b"\x81\x23" if long_id else b"\x23"
+            if l_bit:
+                descriptor += b"\x07"
+            if t or k:
+                descriptor += b"\xe5"
+        whole = descriptor + b"\x9d\x01\x2a-vp8"
+        payloads += [whole[:n] for n in range(1, len(whole) + 1)]
+    outcomes = {"data": 0, "error": 0}
+    for payload in payloads:
+        try:
+            expected: bytes | type[ValueError] = vp8_depayload(payload)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: bytes | type[ValueError] = _aiortc_compat.vp8_depayload_lean(payload)
+        except ValueError:
+            got = ValueError
+        assert got == expected, payload
+        outcomes["error" if expected is ValueError else "data"] += 1
+    assert outcomes["data"] > 100
+    assert outcomes["error"] > 30
+
+
 def test_the_fast_clocks_read_what_aiortcs_clock_reads() -> None:
     from aiortc import clock
 
