@@ -177,9 +177,12 @@ class EchoClient:
         self.echo_payloads: list[tuple[int, bytes]] | None = None
         """(SSRC, payload) of each echoed packet, once set to a list."""
         self.keyframe_requests: list[float] = []
-        self.rtcp_in: list[AnyRtcpPacket] = []
-        """RTCP from the kernel: reports on the echo, and feedback on what this client sends."""
-        self.rtcp_out: list[AnyRtcpPacket] = []
+        self.rtcp_in: list[AnyRtcpPacket] | deque[AnyRtcpPacket] = (
+            [] if keep is None else deque(maxlen=keep))
+        """RTCP from the kernel: reports on the echo, and feedback on what this client sends
+        (with ``keep``, the latest only, as the frames)."""
+        self.rtcp_out: list[AnyRtcpPacket] | deque[AnyRtcpPacket] = (
+            [] if keep is None else deque(maxlen=keep))
         """RTCP this client's receiver sent about the echo (RR, NACK, PLI, REMB)."""
         self._send_pli = False
         self._assembler = FrameAssembler(self._on_echo_frame, lambda: None)
@@ -222,7 +225,7 @@ class EchoClient:
         self.processed_count += 1
 
     @staticmethod
-    def _spy(method: Any, seen: list[AnyRtcpPacket]) -> Any:
+    def _spy(method: Any, seen: list[AnyRtcpPacket] | deque[AnyRtcpPacket]) -> Any:
         async def spy(packet: AnyRtcpPacket) -> None:
             seen.append(packet)
             await method(packet)
