@@ -223,11 +223,22 @@ class LeanHandling:
         self._rtx_ssrc: dict[int, int] = internals._RTCRtpReceiver__rtx_ssrc
         self._active: dict[int, Any] = internals._RTCRtpReceiver__active_ssrc
         self._nack: Any = internals._RTCRtpReceiver__nack_generator
-        self._kinds: dict[int, tuple[Any, Any]] = {}
-        """Per payload type: its codec, and the ``apt`` of an RTX codec (else None)."""
+        self._kinds: dict[int, tuple[Any, Any, Callable[[bytes], bytes]]] = {}
+        """Per payload type: its codec, the ``apt`` of an RTX codec (else None), and its
+        depayloader (aiortc's ``depayload`` for the codec, or the same for VP8)."""
         self._active_at: dict[int, int] = {}
-        self._depayloaders: dict[int, Callable[[bytes], bytes]] = {}
-        """Per payload type: aiortc's ``depayload`` for its codec, or the same for VP8."""
+
+    def _kind(self, payload_type: int) -> tuple[Any, Any, Callable[[bytes], bytes]] | None:
+        """What :attr:`_kinds` holds for ``payload_type``, made once; None for no codec."""
+        kind = self._kinds.get(payload_type)
+        if kind is None:
+            codec = self._codecs.get(payload_type)
+            if codec is None:
+                return None
+            kind = self._kinds[payload_type] = (
+                codec, codec.parameters.get("apt", -1) if is_rtx(codec) else None,
+                vp8_depayload_lean if codec.name == "VP8" else partial(depayload, codec))
+        return kind
 
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Handle one incoming RTP packet as aiortc would, then forward what the sink took."""
@@ -248,14 +259,10 @@ class LeanHandling:
         if arrival_time_ms - self._active_at.get(ssrc, -100) >= 100:
             self._active_at[ssrc] = arrival_time_ms
             self._active[ssrc] = clock.current_datetime()
-        kind = self._kinds.get(packet.payload_type)
+        kind = self._kinds.get(packet.payload_type) or self._kind(packet.payload_type)
         if kind is None:
-            codec = self._codecs.get(packet.payload_type)
-            if codec is None:
-                return
-            kind = self._kinds[packet.payload_type] = (
-                codec, codec.parameters.get("apt", -1) if is_rtx(codec) else None)
-        codec, apt = kind
+            return
+        codec, apt, depayloader = kind
         stream = self._streams.get(ssrc)
         if stream is None:
             stream = self._streams[ssrc] = StreamStatistics(codec.clockRate)
@@ -266,14 +273,12 @@ class LeanHandling:
                     or apt not in self._codecs):
                 return
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
-            codec = self._codecs[apt]
+            media = self._kind(apt)
+            assert media is not None  # apt is a codec's (checked above)
+            depayloader = media[2]
         nack = self._nack
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
-        depayloader = self._depayloaders.get(codec.payloadType)
-        if depayloader is None:
-            depayloader = self._depayloaders[codec.payloadType] = (
-                vp8_depayload_lean if codec.name == "VP8" else partial(depayload, codec))
         try:
             data = depayloader(packet.payload) if packet.payload else b""
         except ValueError:
