@@ -9,7 +9,9 @@ A warm run re-runs it in a kernel that imported echo_widget before; a fresh run 
 kernel first. Each kind runs in two pages, alternately: as users get it (the camera already
 allowed, so the view negotiates while the camera opens), and with the Permissions API made
 to say "prompt", so the view opens the camera first and negotiates after (as before
-2026-12-02, and as it still does when the browser may ask the user).
+2026-12-02, and as it still does when the browser may ask the user). A third page's cell
+imports the media stack (aiortc, PyAV) before the widget, as ``import echo_widget`` did before
+2026-12-02; a shown widget now imports it on the kernel's loop while the view starts.
 
 Phases: ``kernel`` (cell start to the widget displayed: on a fresh kernel mostly
 the import), then the view's own measure, as in ``stats["setup_ms"]``: ``view`` (display to
@@ -35,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("kernel", "view", "camera", "signaling", "connect", "first_frame", "total")
 CELL = ("import time\nt0 = time.time()\nfrom echo_widget import EchoWidget\n"
         "w = EchoWidget()\nw")
+EAGER_CELL = CELL.replace("from echo_widget import",
+                          "import echo_widget.session\nfrom echo_widget import")
+"""The media stack (aiortc, PyAV) imported before the widget is shown, as before 2026-12-02."""
 READ = ("import json\nsetup = w.hub.snapshot()['setup_ms']\n"
         "print(json.dumps({'t0': t0} if setup is None or w.hub.displayed_at is None else "
         "{'t0': t0, 'kernel': round((w.hub.displayed_at - t0) * 1000, 1), **setup}))")
@@ -44,7 +49,9 @@ PROMPT = """(() => {
   navigator.permissions.query = (what) =>
     what && what.name === "camera" ? Promise.resolve({ state: "prompt" }) : query(what);
 })();"""
-KINDS = ("warm", "warm, camera first", "fresh", "fresh, camera first")
+VARIANTS = (("", None, CELL), (", camera first", PROMPT, CELL),
+            (", media stack first", None, EAGER_CELL))
+KINDS = tuple(kind + variant for kind in ("warm", "fresh") for variant, _, _ in VARIANTS)
 
 
 def one_run(page: Any, server: Any, notebook: str, *, fresh: bool) -> dict[str, float]:
@@ -71,6 +78,7 @@ def one_run(page: Any, server: Any, notebook: str, *, fresh: bool) -> dict[str, 
         if time.monotonic() > deadline:
             raise RuntimeError(f"no first echoed frame within 60 s: {phases}")
         time.sleep(0.1)
+    kernel_json(kernel, "await w.aclose()\nprint('{}')")  # one live echo at a time
     kernel.stop_channels()
     phases["total"] = round(phases["total"] + phases["kernel"], 1)
     return {name: float(phases[name]) for name in PHASES if name in phases}
@@ -129,8 +137,8 @@ def main() -> None:
                                              args=[*BASE_ARGS, GRANT_CAMERA])
         try:
             pages = {}
-            for variant, script in (("", None), (", camera first", PROMPT)):
-                notebook = write_notebook(server, f"first-echo{len(pages)}.ipynb", [CELL])
+            for variant, script, cell in VARIANTS:
+                notebook = write_notebook(server, f"first-echo{len(pages)}.ipynb", [cell])
                 page = new_page(browser, init_script=script)
                 open_and_run_all(page, server, notebook)  # the first run warms kernel and page
                 one_run(page, server, notebook, fresh=False)

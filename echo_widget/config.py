@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiortc import RTCIceServer
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
 
 ICE_SERVERS_ENV = "ECHO_WIDGET_ICE_SERVERS"
 ICE_POLICY_ENV = "ECHO_WIDGET_ICE_TRANSPORT_POLICY"
@@ -81,6 +82,8 @@ def server_urls(server: dict[str, Any]) -> list[Any]:
 
 def to_rtc_ice_servers(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
     """aiortc's ``RTCIceServer`` objects for checked server dicts, every field kept."""
+    from aiortc import RTCIceServer
+
     return [RTCIceServer(urls=s["urls"], username=s.get("username"),
                          credential=s.get("credential"),
                          credentialType=s.get("credentialType") or "password")

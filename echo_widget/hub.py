@@ -17,23 +17,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import av
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import errors, protocol
 from .errors import ErrorCode
-from .media.decoder import clone_frame
-from .media.transform import Transform
 from .media.workers import AsyncLatestSlot
 from .recording import RecorderError
-from .session import EchoSession, SessionConfig
 from .stats import Stats, StatsBook
 
+if TYPE_CHECKING:
+    import av
+
+    from .media.transform import Transform
+    from .session import EchoSession, SessionConfig
+
 logger = logging.getLogger(__name__)
+MEDIA_STACK = "echo_widget.session"
+"""The module whose import brings aiortc, PyAV and the media path."""
+
+
+def import_media_stack() -> None:
+    """Import aiortc, PyAV and the media path: about 250 ms in a fresh kernel.
+
+    ``import echo_widget`` leaves them out, so a fresh kernel shows the widget sooner; a
+    displayed widget imports them on the kernel's loop right after, while the browser
+    starts the view and opens the camera, so the first offer finds them ready. An offer
+    that comes first imports them itself.
+    """
+    importlib.import_module(MEDIA_STACK)
+
+
 T = TypeVar("T")
 
 STATS_INTERVAL = 1.0
@@ -215,6 +233,8 @@ class SessionHub:
                                          "too-many-sessions")
         if running_loop() is None:
             raise protocol.ProtocolError(errors.NO_LOOP, sid, "no-loop")
+        from .session import EchoSession  # the media stack: see import_media_stack()
+
         session = EchoSession(sid, offer.sdp, self._owner.session_config(),
                               self.book.counters, self, self.book.audio_counters)
         self._sessions[sid] = session
@@ -233,7 +253,11 @@ class SessionHub:
         """Say so (``view-timeout``) if no view starts within ``timeout`` seconds from now."""
         self.displayed_at = time.time()
         loop = self.loop
-        if loop is None or loop.is_closed() or self._view_check is not None:
+        if loop is None or loop.is_closed():
+            return
+        if MEDIA_STACK not in sys.modules:
+            loop.call_soon(import_media_stack)
+        if self._view_check is not None:
             return
         started = self.views_started
         expected_at = loop.time() + timeout
@@ -286,6 +310,8 @@ class SessionHub:
     def frame_decoded(self, session: EchoSession, frame: av.VideoFrame) -> None:
         if session is not self.current:
             return
+        from .media.decoder import clone_frame
+
         slots = list(self._consumers)
         # each consumer its own frame object, copied before any of them can use the original
         frames = [frame, *(clone_frame(frame) for _ in slots[1:])]

@@ -30,12 +30,12 @@ view), so that no side matches on the ``message`` text, which is for people.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiortc import RTCIceCandidate
-
-from ._aiortc_compat import parse_candidate
 from .errors import ErrorCode
+
+if TYPE_CHECKING:
+    from aiortc import RTCIceCandidate
 
 MAX_SESSION_ID_LENGTH = 128
 MAX_SDP_LENGTH = 100_000
@@ -191,6 +191,8 @@ def _parse_candidate(value: Any, session: str) -> RTCIceCandidate | None:
         return None  # browsers signal end-of-candidates with an empty candidate string
     if mid is None and index is None:
         raise ProtocolError("A candidate needs an sdpMid or an sdpMLineIndex.", session)
+    from ._aiortc_compat import parse_candidate  # imported with the session before an offer
+
     try:
         candidate = parse_candidate(line)
     except Exception as exc:

@@ -18,22 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import anywidget
-import av
 import traitlets
 
 from . import config
-from .check import CheckReport, ConnectionCheck
 from .hub import SessionHub, running_loop
-from .media.transform import Transform
 from .overlay import check_shapes
 from .plotting import plot_history
-from .popout import PopoutLink, PopoutServer, read_assets
 from .protocol import MAX_SESSION_ID_LENGTH
-from .session import SessionConfig
 from .stats import Stats
 
 if TYPE_CHECKING:
+    import av
     from matplotlib.figure import Figure
+
+    from .check import CheckReport, ConnectionCheck
+    from .media.transform import Transform
+    from .popout import PopoutLink, PopoutServer
+    from .session import SessionConfig
 
 DEFAULT_MAX_SESSIONS = 8
 
@@ -60,6 +61,8 @@ class _Owner:
             self._widget.send(content)
 
     def session_config(self) -> SessionConfig:
+        from .session import SessionConfig
+
         w = self._widget
         return SessionConfig(ice_servers=config.to_rtc_ice_servers(w.ice_servers),
                              record_to=w.record_to, relay_only=w.ice_transport_policy == "relay",
@@ -106,6 +109,8 @@ class _Pages:
             raise ValueError(str(exc)) from None
 
     def page_assets(self) -> tuple[str, str]:
+        from .popout import read_assets
+
         return read_assets(_static_file("widget.js"), _static_file("widget.css"))
 
     def popout_changed(self, url: str, pages: int) -> None:
@@ -386,6 +391,8 @@ class EchoWidget(anywidget.AnyWidget):
         A malformed shape raises ``ValueError`` naming the field.
         """
         checked = check_shapes(shapes)
+        import av  # a frame from snapshot() or frames() means it is imported already
+
         if frame is not None and not isinstance(frame, av.VideoFrame):
             raise TypeError(f"frame must be an av.VideoFrame from snapshot() or frames(), or "
                             f"None, not {type(frame).__name__}")
@@ -426,6 +433,8 @@ class EchoWidget(anywidget.AnyWidget):
         has been open for a while, and at :meth:`aclose`. On a remote kernel, forward the
         port first (the link's note says how).
         """
+        from .popout import PopoutLink, PopoutServer  # tornado's server: only when asked for
+
         loop = running_loop()
         if loop is None or (self.hub.loop is not None and loop is not self.hub.loop):
             raise RuntimeError("popout() must be called on the kernel's main loop (in a cell).")
@@ -458,6 +467,8 @@ class EchoWidget(anywidget.AnyWidget):
         return self._checking
 
     async def _run_check(self, timeout: float) -> CheckReport:  # noqa: ASYNC109
+        from .check import ConnectionCheck
+
         run = ConnectionCheck(self._send_to_views, self.ice_servers,
                               config.to_rtc_ice_servers(self.ice_servers),
                               relay_only=self.ice_transport_policy == "relay", timeout=timeout)

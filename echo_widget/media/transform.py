@@ -13,19 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
-import numpy as np
 from aiortc import MediaStreamError, MediaStreamTrack
 
 from echo_widget.media.decoder import TIME_BASE, DecodedFrame
 from echo_widget.media.workers import LatestSlot, WorkerThread
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +46,18 @@ def as_video_frame(result: object) -> av.VideoFrame:
     """A transform's result as a frame: an ``av.VideoFrame`` or an HxWx3 uint8 rgb24 array."""
     if isinstance(result, av.VideoFrame):
         return result
-    if isinstance(result, np.ndarray):
-        if result.ndim != 3 or result.shape[2] != 3 or result.dtype != np.uint8:
+    # numpy is not imported here (150 ms of a fresh kernel's first import): an array can
+    # only come from a numpy the caller imported already
+    numpy: Any = sys.modules.get("numpy")
+    if numpy is not None and isinstance(result, numpy.ndarray):
+        if result.ndim != 3 or result.shape[2] != 3 or result.dtype != numpy.uint8:
             raise ValueError(
                 f"the transform returned an array of shape {result.shape} and dtype "
                 f"{result.dtype}; an image must be HxWx3 uint8 (rgb24)")
         if result.shape[0] < 2 or result.shape[1] < 2:
             raise ValueError(f"the transform returned a {result.shape[1]}x{result.shape[0]} "
                              "image; it must be at least 2x2")
-        return av.VideoFrame.from_ndarray(np.ascontiguousarray(result), format="rgb24")
+        return av.VideoFrame.from_ndarray(numpy.ascontiguousarray(result), format="rgb24")
     raise ValueError(f"the transform returned {type(result).__name__}; return an "
                      "av.VideoFrame, an HxWx3 uint8 numpy array (rgb24) or None")
 
