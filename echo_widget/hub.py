@@ -41,17 +41,6 @@ MEDIA_STACK = "echo_widget.session"
 """The module whose import brings aiortc, PyAV and the media path."""
 
 
-def import_media_stack() -> None:
-    """Import aiortc, PyAV and the media path: about 250 ms in a fresh kernel.
-
-    ``import echo_widget`` leaves them out, so a fresh kernel shows the widget sooner; a
-    displayed widget imports them on the kernel's loop right after, while the browser
-    starts the view and opens the camera, so the first offer finds them ready. An offer
-    that comes first imports them itself.
-    """
-    importlib.import_module(MEDIA_STACK)
-
-
 T = TypeVar("T")
 
 STATS_INTERVAL = 1.0
@@ -233,7 +222,7 @@ class SessionHub:
                                          "too-many-sessions")
         if running_loop() is None:
             raise protocol.ProtocolError(errors.NO_LOOP, sid, "no-loop")
-        from .session import EchoSession  # the media stack: see import_media_stack()
+        from .session import EchoSession  # the media stack: see _import_media_stack()
 
         session = EchoSession(sid, offer.sdp, self._owner.session_config(),
                               self.book.counters, self, self.book.audio_counters)
@@ -256,7 +245,7 @@ class SessionHub:
         if loop is None or loop.is_closed():
             return
         if MEDIA_STACK not in sys.modules:
-            loop.call_soon(import_media_stack)
+            loop.call_soon(self._import_media_stack)
         if self._view_check is not None:
             return
         started = self.views_started
@@ -272,6 +261,21 @@ class SessionHub:
                     timeout=timeout))
 
         self._view_check = loop.call_later(timeout, check)
+
+    def _import_media_stack(self) -> None:
+        """Import aiortc, PyAV and the media path: about 250 ms in a fresh kernel.
+
+        ``import echo_widget`` leaves them out, so a fresh kernel shows the widget sooner; a
+        displayed widget imports them on the kernel's loop right after, while the browser
+        starts the view and opens the camera, so the first offer finds them ready. An offer
+        that comes first imports them itself. An import that fails (an aiortc this version
+        does not support) is said in the widget; the offer will fail with it too.
+        """
+        try:
+            importlib.import_module(MEDIA_STACK)
+        except Exception as exc:
+            logger.exception("echo-widget: could not import aiortc and PyAV")
+            self._owner.show_error("internal", f"echo-widget could not start: {exc}")
 
     # -- SessionListener --------------------------------------------------------
 

@@ -82,3 +82,31 @@ print(json.dumps(asyncio.run(main())))
     assert result["before"] is False
     assert "answer" in result["kinds"], result
     assert "error" not in result["kinds"], result
+
+
+def test_a_media_stack_that_does_not_import_is_said_in_the_widget() -> None:
+    """An aiortc this version does not support fails the import after display: said, no crash."""
+    result = _run("""
+import asyncio, json
+from echo_widget import EchoWidget, hub
+
+hub.MEDIA_STACK = "echo_widget._not_a_module"  # stands for a failing import
+
+async def main():
+    unhandled = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(
+        repr(context.get("exception"))))
+    w = EchoWidget()
+    w._repr_mimebundle_()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    state = {"error": w.error, "code": w._error_code, "unhandled": unhandled}
+    await w.aclose()
+    return state
+
+print(json.dumps(asyncio.run(main())))
+""")
+    assert result["code"] == "internal"
+    assert "echo-widget could not start" in str(result["error"])
+    assert "_not_a_module" in str(result["error"])
+    assert result["unhandled"] == []
