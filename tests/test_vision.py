@@ -208,14 +208,27 @@ async def test_a_failing_transform_is_reported_and_the_echo_goes_on(vp8_clip: Pa
 
 
 async def test_an_annotation_is_stamped_with_the_echo_frames_timestamp(vp8_clip: Path) -> None:
+    """The overlay carries the echo's timestamp of the annotated frame. A frame the echo shed
+    (a stalled loop on a loaded machine) is never echoed: then, and only then, a newer frame
+    is tried."""
     widget, signaling, client = await connected(vp8_clip)
-    frame = await widget.snapshot(timeout=5)
-    widget.annotate(frame, [{"type": "box", "x": 10, "y": 20, "w": 30, "h": 40, "label": "x"}])
-    overlay = await signaling.wait_for("overlay", "s")
-    assert overlay["shapes"] == [{"type": "box", "x": 10.0, "y": 20.0, "w": 30.0, "h": 40.0,
-                                  "label": "x"}]
-    await wait_until(lambda: overlay["timestamp"] in client.echo_timestamps, 3,
-                     "the echo has a frame with the overlay's timestamp")
+    counters = widget.hub.book.counters
+    for attempt in range(3):
+        shed = counters.packets_shed
+        frame = await widget.snapshot(timeout=5)
+        widget.annotate(frame, [{"type": "box", "x": 10, "y": 20, "w": 30, "h": 40,
+                                 "label": "x"}])
+        overlay = [m for m in signaling.of("s") if m["type"] == "overlay"][-1]
+        assert overlay["shapes"] == [{"type": "box", "x": 10.0, "y": 20.0, "w": 30.0,
+                                      "h": 40.0, "label": "x"}]
+        stamp = overlay["timestamp"]
+        try:
+            await wait_until(lambda: stamp in client.echo_timestamps, 3,  # noqa: B023
+                             "the echo has a frame with the overlay's timestamp")
+            break
+        except AssertionError:
+            if counters.packets_shed == shed or attempt == 2:
+                raise
     widget.annotate(None, [])
     assert signaling.sent[-1] == {"type": "overlay", "session": "s", "timestamp": None,
                                   "shapes": []}
