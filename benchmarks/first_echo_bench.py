@@ -76,12 +76,33 @@ def one_run(page: Any, server: Any, notebook: str, *, fresh: bool) -> dict[str, 
         if phases is not None and phases["t0"] != before and "first_frame" in phases:
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no first echoed frame within 60 s: {phases}")
+            raise RuntimeError(f"no first echoed frame within 60 s: {phases}; "
+                               f"{_what_went_wrong(page, kernel)}")
         time.sleep(0.1)
     kernel_json(kernel, "await w.aclose()\nprint('{}')")  # one live echo at a time
     kernel.stop_channels()
     phases["total"] = round(phases["total"] + phases["kernel"], 1)
     return {name: float(phases[name]) for name in PHASES if name in phases}
+
+
+WHY = ("import json\nprint(json.dumps({'status': w.status, 'error': w.error, "
+       "'sessions': w.hub.sessions_started, 'views': w.hub.views_started}))")
+
+
+def _what_went_wrong(page: Any, kernel: Any) -> str:
+    """The widget's status and error line, its sessions and views, and a screenshot's path."""
+    from tests.ui.conftest import kernel_json
+
+    try:
+        said = kernel_json(kernel, WHY, timeout=30)
+    except Exception as exc:
+        said = {"unread": repr(exc)}
+    shot = Path(tempfile.gettempdir()) / f"first-echo-timeout-{os.getpid()}.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+    except Exception as exc:
+        return f"widget: {said}; no screenshot ({exc!r})"
+    return f"widget: {said}; screenshot: {shot}"
 
 
 def _read(server: Any, notebook: str) -> dict[str, Any]:
