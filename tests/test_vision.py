@@ -223,7 +223,7 @@ async def test_an_annotation_is_stamped_with_the_echo_frames_timestamp(vp8_clip:
                                       "h": 40.0, "label": "x"}]
         stamp = overlay["timestamp"]
         try:
-            await wait_until(lambda: stamp in client.echo_timestamps, 3,  # noqa: B023
+            await wait_until(lambda stamp=stamp: stamp in client.echo_timestamps, 3,
                              "the echo has a frame with the overlay's timestamp")
             break
         except AssertionError:
