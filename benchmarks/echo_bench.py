@@ -5,6 +5,8 @@
     python benchmarks/echo_bench.py --modes forward,forward+audio   # what the microphone costs
     python benchmarks/echo_bench.py --streams 8,16,24,32 --modes forward,forward-noshed,janus
                                                     # overload: the knee, shedding
+    python benchmarks/echo_bench.py --streams 16,32,48 --modes forward,forward-1read \
+        --busy 0.8 --client-nice 10                 # a busy kernel loop: the server's own delay
 
 A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
 recording every stream; ``forward+audio``: EchoWidget(audio=True), each peer sending the same
@@ -15,15 +17,18 @@ forwarder, the anchor for what forwarding should cost: see janus_anchor.py;
 ``forward-aiortc``: EchoWidget on aiortc's and aioice's usual path (each packet through
 aioice's queue, aiortc's ``_handle_rtp_packet`` with its per-packet REMB estimator, the
 transports' ``_send_rtp``) instead of the lean path and the fixed REMB cap: their baseline;
+``forward-1read``: EchoWidget reading one datagram per wake-up of the loop, as asyncio does,
+instead of the rest of a burst too: that reading's baseline;
 ``direct``: no server, each client peer sends to a second one beside it, the baseline of the
 round trip). In the ``forward`` modes the server also counts the delay it added to each echoed
 packet (``stats["echo_delay_ms"]``'s histogram: from the client's abs-send-time stamp), how
-long one in eight media datagrams the lean path read had waited since it reached the server's
-socket
-(the kernel's receive timestamp, ``SIOCGSTAMPNS``) when its handling ended (``held``: the
-server's own share, echoed or shed), and the packets it shed, over the same window as the
-CPU. A separate
-client process runs N aiortc peers,
+long, in one in eight wake-ups of the lean path's socket callback, the datagram read first
+had waited since it reached the server's socket (the kernel's receive timestamp,
+``SIOCGSTAMPNS``) when the wake-up's handling ended (``held``: the server's own share, echoed
+or shed), and the packets it shed, over the same window as the CPU. ``--busy`` keeps the
+server's loop spinning that share of every 10 ms, as a kernel busy with other work;
+``--client-nice`` runs the clients at a lower priority, as if the browsers were elsewhere.
+A separate client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``; a keyframe request (PLI)
 is answered with the clip's latest keyframe sent again with the next frame, as a browser's
@@ -84,8 +89,23 @@ async def signaling_server(deliver: Any) -> tuple[asyncio.Server, Any, asyncio.S
     return server, send, finished
 
 
-async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> None:
-    """Accept ``clients`` signaling connections; echo every session offered on them."""
+async def keep_busy(share: float) -> None:
+    """Spin on the loop for ``share`` of every 10 ms, catching up when late: a kernel whose loop
+    is busy with other work, so that the echo has the rest of the loop's time at most."""
+    loop = asyncio.get_running_loop()
+    tick = loop.time()
+    while True:
+        end = time.perf_counter() + share * 0.010
+        while time.perf_counter() < end:
+            pass
+        tick += 0.010
+        await asyncio.sleep(max(0.0, tick - loop.time()))
+
+
+async def serve(mode: str, port_file: Path, record_dir: Path, clients: int,
+                busy: float = 0.0) -> None:
+    """Accept ``clients`` signaling connections; echo every session offered on them (with the
+    loop ``busy`` that share of the time)."""
     from echo_widget import EchoWidget  # imported before any offer, as in a notebook
     from echo_widget.media.delay import percentiles_since
 
@@ -101,18 +121,23 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
             assert defaults is not None
             assert "shed_after_ms" in defaults
             defaults["shed_after_ms"] = None
+        if mode == "forward-1read":  # one datagram per wake-up, as asyncio reads: the baseline
+            from echo_widget import _aiortc_compat
+
+            _aiortc_compat.READS_PER_WAKEUP = 1
         if mode == "forward-aiortc":  # aiortc's usual receive path: the fast path's baseline
             import echo_widget.session
 
             echo_widget.session.REMB_BITRATE = None
             echo_widget.session.LEAN_PATH = False
         held = socket_held_histogram()
-        widget = EchoWidget(ice_servers=[], max_sessions=64, record_to=(
+        widget = EchoWidget(ice_servers=[], max_sessions=128, record_to=(
             record_dir / "rec.webm" if mode == "forward+rec" else None),
             audio=mode == "forward+audio")
         widget.send = send
         backend = widget.hub
-        marks: list[tuple[list[int], int, int]] = []
+        marks: list[tuple[list[int], int, int, list[int]]] = []
+        spinning: list[asyncio.Task[None]] = []
 
         def mark() -> None:
             """The orchestrator's window starts or ends: keep the delay histogram and the
@@ -123,6 +148,8 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
                           sum(b.packets_shed for b in books),
                           sum(b.packets_forwarded for b in books), held.copy()))
             if len(marks) == 2:
+                for task in spinning:  # the window is over: the loop is the echo's again
+                    task.cancel()
                 (before, shed0, sent0, held0), (after, shed1, sent1, held1) = marks
                 (record_dir / "delay.json").write_text(json.dumps({
                     "percentiles": percentiles_since(after, before, (50, 99, 100)),
@@ -130,6 +157,8 @@ async def serve(mode: str, port_file: Path, record_dir: Path, clients: int) -> N
                     "shed": shed1 - shed0, "forwarded": sent1 - sent0}))
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, mark)
+        if busy:
+            spinning.append(asyncio.create_task(keep_busy(busy)))
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
     for _ in range(clients):
         await finished.acquire()
@@ -146,10 +175,11 @@ HELD_SAMPLE = 8
 
 
 def socket_held_histogram() -> Any:
-    """Count, for one media datagram in :data:`HELD_SAMPLE` the lean path reads, the time from
-    its arrival at the socket (the kernel's receive timestamp) to the end of its handling,
-    which sends its echo or sheds it there: the server's own share of the delay, without the
-    clients'."""
+    """Count, for one in :data:`HELD_SAMPLE` wake-ups of the lean path's socket callback on a
+    media datagram, the time from that datagram's arrival at the socket (the kernel's receive
+    timestamp) to the end of the wake-up's handling, which sends its echo or sheds it there,
+    and those of the rest of the burst read with it (so it is the longest of that burst): the
+    server's own share of the delay, without the clients'."""
     import fcntl
 
     from echo_widget import _aiortc_compat
@@ -165,17 +195,21 @@ def socket_held_histogram() -> Any:
         seen = [0]
 
         def datagram_received(data: Any, addr: Any) -> None:
+            if not (len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209):
+                inner(data, addr)
+                return
+            seen[0] += 1
+            if seen[0] % HELD_SAMPLE:
+                inner(data, addr)
+                return
+            try:  # the datagram asyncio just read, before the rest of a burst is read
+                fcntl.ioctl(fd, SIOCGSTAMPNS, stamp)
+            except OSError:
+                inner(data, addr)
+                return
             inner(data, addr)
-            if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
-                seen[0] += 1
-                if seen[0] % HELD_SAMPLE:
-                    return
-                try:
-                    fcntl.ioctl(fd, SIOCGSTAMPNS, stamp)
-                except OSError:
-                    return
-                sec, nsec = struct.unpack("@qq", stamp)
-                histogram.add((time.time_ns() - sec * 1_000_000_000 - nsec) / 1e6)
+            sec, nsec = struct.unpack("@qq", stamp)
+            histogram.add((time.time_ns() - sec * 1_000_000_000 - nsec) / 1e6)
 
         return datagram_received
 
@@ -445,11 +479,12 @@ def _rss_mb(pid: int) -> float:
 
 
 def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
-            client_procs: int) -> dict[str, Any]:
+            client_procs: int, client_nice: int = 0, busy: float = 0.0) -> dict[str, Any]:
     port_file = work / f"port-{mode}-{streams}"
     record_dir = work / f"rec-{mode}-{streams}"
     record_dir.mkdir()
     me = [sys.executable, __file__]
+    niced = ["nice", "-n", str(client_nice)] if client_nice else []
     procs = max(1, min(client_procs, streams))
     server: subprocess.Popen[bytes] | None = None
     if mode == "janus":
@@ -461,8 +496,10 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
         port_file.write_text("0")
     else:
         server = subprocess.Popen([*me, "--serve", mode, "--port-file", str(port_file),
-                                   "--record-dir", str(record_dir), "--clients", str(procs)])
+                                   "--record-dir", str(record_dir), "--clients", str(procs),
+                                   "--busy", str(busy)])
     clients: list[subprocess.Popen[str]] = []
+    server_hung = False
     try:
         while not port_file.exists() or not port_file.read_text():
             if server is not None and server.poll() is not None:
@@ -471,7 +508,7 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
         shares = [streams // procs + (i < streams % procs) for i in range(procs)]
         for i, share in enumerate(shares):
             clients.append(subprocess.Popen(
-                [*me, "--client", str(share), "--port", port_file.read_text(),
+                [*niced, *me, "--client", str(share), "--port", port_file.read_text(),
                  "--clip", str(clip), "--prefix", str(i),
                  *(["--audio"] if mode == "forward+audio" else []),
                  *(["--direct"] if mode == "direct" else [])],
@@ -481,6 +518,7 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             line = proc.stdout.readline()
             if line.strip() != "READY":
                 raise RuntimeError(f"a client did not get ready: {line!r}")
+        niceness = [os.getpriority(os.PRIO_PROCESS, proc.pid) for proc in clients]
         marking = mode.startswith("forward")  # the server marks the delay window
         if marking and server is not None:
             server.send_signal(signal.SIGUSR1)
@@ -503,7 +541,12 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
         if server is not None:
             if mode == "janus":
                 server.terminate()
-            server.wait(60)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:  # killed below; the run is void, said at the end
+                server_hung = True
+                print(f"# {mode} N={streams}: the server had not exited 60 s after its "
+                      "clients, so it was killed", file=sys.stderr, flush=True)
     finally:
         for process in (server, *clients):
             if process is not None and process.poll() is None:
@@ -524,7 +567,7 @@ def run_one(mode: str, streams: int, clip: Path, window: float, work: Path,
             "latency_p50": _percentile(latencies, 50), "latency_p99": _percentile(latencies, 99),
             "first_p50": _percentile(firsts, 50), "first_max": firsts[-1] if firsts else None,
             "answer_p50": _percentile(answers, 50), "connected": len(firsts),
-            "server_delay": delays}
+            "server_delay": delays, "server_hung": server_hung, "client_nice": niceness}
 
 
 def _ms(value: float | None) -> str:
@@ -624,6 +667,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--client-procs", type=int, default=2,
                         help="client processes the N peers are split over")
+    parser.add_argument("--client-nice", type=int, default=0,
+                        help="run the client processes at this niceness (10: the server, or "
+                             "Janus, gets the cores first, as if the browsers were elsewhere)")
+    parser.add_argument("--busy", type=float, default=0.0,
+                        help="echo-widget's server loop spins this share of every 10 ms "
+                             "(0.7: a kernel busy with other work; its CPU then counts too)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--record-dir", type=Path, help=argparse.SUPPRESS)
@@ -636,7 +685,8 @@ def main() -> None:
     parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients))
+        asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients,
+                          args.busy))
         return
     if args.client:
         result = asyncio.run(client(args.port, args.client, args.clip, args.prefix, args.audio,
@@ -667,19 +717,22 @@ def main() -> None:
                 mode, args.streams)
             for streams in map(int, counts.split(",")):
                 result = run_one(mode, streams, clips.get(mode, clip), args.seconds, work,
-                                 args.client_procs)
+                                 args.client_procs, args.client_nice, args.busy)
                 print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
                 results.append(result)
         print(f"\nmachine: {os.cpu_count()} cores; window {args.seconds:g} s; "
-              f"720p30 VP8 1.5 Mb/s per stream; {args.client_procs} client processes\n")
+              f"720p30 VP8 1.5 Mb/s per stream; {args.client_procs} client processes"
+              f"{f' at niceness {args.client_nice}' if args.client_nice else ''}"
+              f"{f'; echo-widget loop busy {args.busy:.0%}' if args.busy else ''}\n")
         print_table(results)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
         short = [f"{r['mode']} N={r['streams']}: {r['connected']} connected"
                  for r in results if r["connected"] < r["streams"]]
+        short += [f"{r['mode']} N={r['streams']}: the server did not exit (killed)"
+                  for r in results if r["server_hung"]]
         if short:
-            sys.exit("fewer peers connected than asked for, so the run is void: "
-                     + "; ".join(short))
+            sys.exit("the run is void: " + "; ".join(short))
 
 
 if __name__ == "__main__":

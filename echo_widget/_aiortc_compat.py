@@ -547,6 +547,13 @@ def on_sender_report(receiver: RTCRtpReceiver, callback: SenderReportHook) -> No
     receiver._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
 
+READS_PER_WAKEUP = 16
+"""Datagrams :class:`FastReceive` reads from one socket per wake-up of the loop (asyncio reads
+one): a burst, such as a keyframe's packets, is handled at once, not one packet per turn of
+the loop over every other socket and task."""
+_MAX_DATAGRAM = 65536
+
+
 class FastReceive:
     """Takes SRTP media packets from the socket's callback straight to aiortc's receivers.
 
@@ -556,7 +563,9 @@ class FastReceive:
     callback: counted, decrypted, then parsed and handled by aiortc's own code (statistics,
     NACKs, RTX, REMB, the tap and the echo), which runs to its end at once, since nothing on
     that path waits. Everything else (STUN, DTLS, RTCP), and every packet while aioice's queue
-    holds one, takes aioice's usual way, so the order is kept.
+    holds one, takes aioice's usual way, so the order is kept. After the datagram asyncio read,
+    the callback reads what else waits in the socket, up to :data:`READS_PER_WAKEUP` in all,
+    through a duplicate of the socket's descriptor (closed by :meth:`aclose`).
 
     Should the handling ever wait on something, a task owned here finishes it, and packets
     take the usual way until it is done. :meth:`aclose` restores aioice and awaits them.
@@ -572,19 +581,44 @@ class FastReceive:
         """Tasks finishing a packet's handling that had to wait, and that handling."""
         self.packets = 0
         """Packets taken this way."""
+        self._sockets: list[Any] = []
+        """Duplicates of the sockets' descriptors, to read the rest of a burst."""
         for protocol in self._protocols:
             protocol.datagram_received = self._wrap(protocol.datagram_received)
 
     def _wrap(self, usual: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
         dtls = self._dtls
         empty = self._queue.empty
+        pending = self._pending
 
-        def datagram_received(data: Any, addr: Any) -> None:
+        def take(data: Any, addr: Any) -> None:
             if (len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209
-                    and dtls._rx_srtp is not None and empty() and not self._pending):
+                    and dtls._rx_srtp is not None and empty() and not pending):
                 self._receive(data)
             else:
                 usual(data, addr)
+
+        protocol: Any = getattr(usual, "__self__", None)
+        transport = getattr(protocol, "transport", None)
+        if transport is None or READS_PER_WAKEUP < 2:
+            return take
+        sock = transport.get_extra_info("socket").dup()
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        recvfrom = sock.recvfrom
+        more = range(READS_PER_WAKEUP - 1)
+
+        def datagram_received(data: Any, addr: Any) -> None:
+            take(data, addr)
+            for _ in more:
+                try:
+                    data, addr = recvfrom(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # as asyncio's own read reports it
+                    protocol.error_received(exc)
+                    return
+                take(data, addr)
 
         return datagram_received
 
@@ -616,6 +650,8 @@ class FastReceive:
         """Give aioice its usual path back; cancel and await what is pending."""
         for protocol in self._protocols:
             protocol.__dict__.pop("datagram_received", None)
+        for sock in self._sockets:
+            sock.close()
         pending = dict(self._pending)
         for task in pending:
             task.cancel()

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import inspect
 import pkgutil
+import socket
 import tomllib
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -380,6 +381,83 @@ async def test_fast_receive_takes_media_and_leaves_everything_else_to_aioice() -
     assert "datagram_received" not in vars(protocol)
     protocol.datagram_received(media, None)
     assert usual[-1] == media
+
+
+def _fast_receive_on(sock: Any) -> tuple[Any, list[bytes], list[bytes], list[OSError]]:
+    """A FastReceive over one fake aioice protocol whose transport's socket dups to ``sock``;
+    what it hands aiortc (decrypted), what goes aioice's usual way, and the errors reported."""
+    usual: list[bytes] = []
+    handled: list[bytes] = []
+    errors: list[OSError] = []
+
+    class Protocol:
+        transport = SimpleNamespace(get_extra_info=lambda name: SimpleNamespace(
+            dup=lambda: sock) if name == "socket" else None)
+
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            usual.append(data)
+
+        def error_received(self, exc: OSError) -> None:
+            errors.append(exc)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        handled.append(data)
+
+    protocol = Protocol()
+    connection = SimpleNamespace(_queue=asyncio.Queue(), _protocols=[protocol])
+    dtls = SimpleNamespace(transport=SimpleNamespace(_connection=connection),
+                           _rx_srtp=_FakeSrtp(), _handle_rtp_data=handle_rtp_data,
+                           _RTCDtlsTransport__rx_bytes=0, _RTCDtlsTransport__rx_packets=0)
+    return (_aiortc_compat.FastReceive(dtls),  # type: ignore[arg-type]
+            handled, usual, errors)
+
+
+async def test_fast_receive_reads_a_burst_on_one_wake_up() -> None:
+    """After the datagram asyncio read, the callback reads what else waits in the same socket,
+    up to READS_PER_WAKEUP in all, each taking its own way (media fast, the rest aioice's);
+    closing closes its descriptor of the socket."""
+    assert _aiortc_compat.READS_PER_WAKEUP == 16
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    with ours, peer:
+        fast, handled, usual, errors = _fast_receive_on(ours.dup())
+        media = [b"\x80\x60" + bytes([i]) * 20 + b"!" for i in range(24)]
+        stun = b"\x00\x01" + b"s" * 30
+        for data in (*media[1:10], stun, *media[10:]):
+            peer.send(data)
+        protocol = fast._protocols[0]
+        protocol.datagram_received(media[0], None)  # as asyncio hands it the first
+        assert handled == [m[:-1] for m in media[:15]]
+        assert usual == [stun]
+        protocol.datagram_received(media[0], None)
+        assert handled[15:] == [m[:-1] for m in (media[0], *media[15:])]  # the rest, then empty
+        assert fast.packets == 25
+        assert not errors
+        dup = fast._sockets[0]
+        await fast.aclose()
+        assert dup.fileno() == -1
+        peer.send(media[0])
+        assert ours.recv(100) == media[0]  # the socket itself is aioice's, still open
+
+
+async def test_fast_receive_reports_a_socket_error_as_asyncio_would() -> None:
+    """An error reading the rest of a burst ends the reads and goes to the protocol's
+    ``error_received``, as asyncio's own read does."""
+    class Failing:
+        def setblocking(self, flag: bool) -> None:
+            pass
+
+        def recvfrom(self, size: int) -> tuple[bytes, object]:
+            raise ConnectionRefusedError("refused")
+
+        def close(self) -> None:
+            pass
+
+    fast, handled, _, errors = _fast_receive_on(Failing())
+    fast._protocols[0].datagram_received(b"\x80\x60" + b"m" * 20 + b"!", None)
+    assert len(handled) == 1
+    assert [type(e) for e in errors] == [ConnectionRefusedError]
+    await fast.aclose()
 
 
 def test_the_lean_vp8_depayload_is_aiortcs() -> None:

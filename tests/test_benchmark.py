@@ -71,6 +71,28 @@ def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     assert "forward at N=2: round trip p50" in result.stdout
 
 
+@pytest.mark.usefixtures("peer_network")
+@pytest.mark.timeout(120)
+def test_the_benchmark_can_load_the_servers_loop_and_lower_the_clients(tmp_path: Path) -> None:
+    """--busy spins the server's loop (its CPU counts it), --client-nice lowers the client
+    processes, and the one-read-per-wake-up baseline runs."""
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "2",
+         "--modes", "forward-1read", "--relay-streams", "", "--seconds", "2",
+         "--busy", "0.5", "--client-nice", "5", "--json", str(out)],
+        capture_output=True, text=True, timeout=100, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 client processes at niceness 5; echo-widget loop busy 50%" in result.stdout
+    [row] = json.loads(out.read_text())
+    assert row["mode"] == "forward-1read", row
+    assert row["connected"] == 2, row
+    assert row["client_nice"] == [5, 5], row
+    assert row["cpu_total"] > 40, row  # half of every 10 ms spinning, and the echo
+    assert not row["server_hung"], row
+    assert 5 < row["fps_min"] <= row["fps_median"] < 40, row
+
+
 async def test_the_benchmarks_clip_answers_a_keyframe_request_with_the_next_frame(
         vp8_clip: Path) -> None:
     """As a browser's encoder does: the clip's latest keyframe goes out again."""
