@@ -831,6 +831,7 @@ def check_compat(*, require_sources: bool = False) -> None:
         (rtcdtlstransport.RTCDtlsTransport._send_rtp, "self.__tx_bytes += len(data)"),
         (ice.Connection.sendto, "active_pair = self._nominated.get(component)"),
         (ice.StunProtocol.send_data, "self.transport.sendto(data, addr)"),
+        (ice.StunProtocol.connection_made, "self.transport = "),
     ]
     unreadable: list[str] = []
     try:

@@ -113,7 +113,10 @@ def test_a_missing_private_method_is_detected(monkeypatch: pytest.MonkeyPatch) -
     # any change at all to the receive step LeanHandling mirrors, even a comment
     ("# keep track of sources", "# keep track of the sources",
      r"_handle_rtp_packet changed: LeanHandling"),
-], ids=["a needle", "the mirrored receive step"])
+    # FastReceive reads the rest of a burst from the protocol's transport's socket
+    ("self.transport = cast(", "self._transport = cast(",
+     r"StunProtocol.connection_made no longer contains `self.transport = `"),
+], ids=["a needle", "the mirrored receive step", "aioice's transport"])
 def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch, old: str, new: str,
                                       message: str) -> None:
     real = _aiortc_compat.function_source
