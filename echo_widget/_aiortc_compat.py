@@ -565,7 +565,8 @@ class FastReceive:
     that path waits. Everything else (STUN, DTLS, RTCP), and every packet while aioice's queue
     holds one, takes aioice's usual way, so the order is kept. After the datagram asyncio read,
     the callback reads what else waits in the socket, up to :data:`READS_PER_WAKEUP` in all,
-    through a duplicate of the socket's descriptor (closed by :meth:`aclose`).
+    through a duplicate of the socket's descriptor (closed by :meth:`aclose`); over TURN, whose
+    transport has no socket of its own, one datagram per wake-up.
 
     Should the handling ever wait on something, a task owned here finishes it, and packets
     take the usual way until it is done. :meth:`aclose` restores aioice and awaits them.
@@ -600,9 +601,11 @@ class FastReceive:
 
         protocol: Any = getattr(usual, "__self__", None)
         transport = getattr(protocol, "transport", None)
-        if transport is None or READS_PER_WAKEUP < 2:
+        # a relayed candidate's transport (aioice's TurnTransport) has no socket of its own
+        own = transport.get_extra_info("socket") if transport is not None else None
+        if own is None or READS_PER_WAKEUP < 2:
             return take
-        sock = transport.get_extra_info("socket").dup()
+        sock = own.dup()
         sock.setblocking(False)
         self._sockets.append(sock)
         recvfrom = sock.recvfrom

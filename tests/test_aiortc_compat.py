@@ -18,6 +18,7 @@ import aioice
 import aiortc
 import pylibsrtp
 import pytest
+from aioice.turn import TurnTransport
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
@@ -387,15 +388,16 @@ async def test_fast_receive_takes_media_and_leaves_everything_else_to_aioice() -
 
 
 def _fast_receive_on(sock: Any) -> tuple[Any, list[bytes], list[bytes], list[OSError]]:
-    """A FastReceive over one fake aioice protocol whose transport's socket dups to ``sock``;
-    what it hands aiortc (decrypted), what goes aioice's usual way, and the errors reported."""
+    """A FastReceive over one fake aioice protocol whose transport's socket dups to ``sock``
+    (None: the transport has no socket, as aioice's TURN transport); what it hands aiortc
+    (decrypted), what goes aioice's usual way, and the errors reported."""
     usual: list[bytes] = []
     handled: list[bytes] = []
     errors: list[OSError] = []
 
     class Protocol:
         transport = SimpleNamespace(get_extra_info=lambda name: SimpleNamespace(
-            dup=lambda: sock) if name == "socket" else None)
+            dup=lambda: sock) if name == "socket" and sock is not None else None)
 
         def datagram_received(self, data: bytes, addr: object) -> None:
             usual.append(data)
@@ -441,6 +443,24 @@ async def test_fast_receive_reads_a_burst_on_one_wake_up() -> None:
         assert dup.fileno() == -1
         peer.send(media[0])
         assert ours.recv(100) == media[0]  # the socket itself is aioice's, still open
+
+
+async def test_fast_receive_over_turn_reads_one_datagram_per_wake_up() -> None:
+    """A relayed candidate's transport (aioice's TurnTransport) has no socket: the datagram
+    asyncio's read handed over is taken, and nothing else is read."""
+    fast, handled, usual, errors = _fast_receive_on(None)
+    media = b"\x80\x60" + b"m" * 20 + b"!"
+    fast._protocols[0].datagram_received(media, None)
+    assert handled == [media[:-1]]
+    assert not usual
+    assert not errors
+    assert not fast._sockets
+    await fast.aclose()
+
+
+def test_aioices_turn_transport_has_no_socket() -> None:
+    """What the test above stands for: aioice's TURN transport gives no socket."""
+    assert TurnTransport(SimpleNamespace()).get_extra_info("socket") is None  # type: ignore[arg-type]
 
 
 async def test_fast_receive_reports_a_socket_error_as_asyncio_would() -> None:
