@@ -195,21 +195,19 @@ def socket_held_histogram() -> Any:
         seen = [0]
 
         def datagram_received(data: Any, addr: Any) -> None:
-            if not (len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209):
-                inner(data, addr)
-                return
-            seen[0] += 1
-            if seen[0] % HELD_SAMPLE:
-                inner(data, addr)
-                return
-            try:  # the datagram asyncio just read, before the rest of a burst is read
-                fcntl.ioctl(fd, SIOCGSTAMPNS, stamp)
-            except OSError:
-                inner(data, addr)
-                return
+            stamped = False
+            if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+                seen[0] += 1
+                if not seen[0] % HELD_SAMPLE:
+                    try:  # the datagram asyncio just read, before the rest of a burst is
+                        fcntl.ioctl(fd, SIOCGSTAMPNS, stamp)
+                        stamped = True
+                    except OSError:
+                        pass
             inner(data, addr)
-            sec, nsec = struct.unpack("@qq", stamp)
-            histogram.add((time.time_ns() - sec * 1_000_000_000 - nsec) / 1e6)
+            if stamped:
+                sec, nsec = struct.unpack("@qq", stamp)
+                histogram.add((time.time_ns() - sec * 1_000_000_000 - nsec) / 1e6)
 
         return datagram_received
 
