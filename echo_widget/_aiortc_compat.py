@@ -527,7 +527,7 @@ class _HeaderTemplate:
 
 _SENDER_ATTRS = tuple(f"_RTCRtpSender__{name}" for name in (
     "rtp_history", "rtp_header_extensions_map", "ntp_timestamp", "rtp_timestamp",
-    "octet_count", "packet_count"))
+    "octet_count", "packet_count", "rtt"))
 
 
 SenderReportHook = Callable[[int, int, int], None]
@@ -697,6 +697,26 @@ def set_answer_parameters(transceiver: RTCRtpTransceiver, mime_type: str,
             codec.parameters.update(parameters)
 
 
+def packets_lost(receiver: RTCRtpReceiver) -> int:
+    """Packets of the remote's media streams that never arrived, by the receiver-report
+    statistics aiortc keeps per SSRC; its retransmission (RTX) streams left out, and a packet
+    a retransmission recovered still counted. aiortc's ``getStats`` gives a receiver one
+    ``inbound-rtp`` entry, that of the SSRC seen last: after the first retransmission, RTX's."""
+    internals: Any = receiver
+    rtx: dict[int, int] = internals._RTCRtpReceiver__rtx_ssrc
+    streams: dict[int, Any] = internals._RTCRtpReceiver__remote_streams
+    return sum(int(stream.packets_lost) for ssrc, stream in list(streams.items())
+               if ssrc not in rtx)
+
+
+def round_trip_time(sender: RTCRtpSender) -> float | None:
+    """The round-trip time in seconds aiortc derives from the remote's receiver reports on
+    this sender (``getStats``' ``remote-inbound-rtp`` ``roundTripTime``); None before one."""
+    internals: Any = sender
+    rtt: float | None = internals._RTCRtpSender__rtt
+    return rtt
+
+
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` whenever the remote viewer sends a PLI or FIR for this sender."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
@@ -835,6 +855,8 @@ def check_compat(*, require_sources: bool = False) -> None:
         (ice.Connection.sendto, "active_pair = self._nominated.get(component)"),
         (ice.StunProtocol.send_data, "self.transport.sendto(data, addr)"),
         (ice.StunProtocol.connection_made, "self.transport = "),
+        (RTCRtpReceiver.getStats, "packetsLost=stream.packets_lost,"),
+        (RTCRtpSender._handle_rtcp_packet, "roundTripTime=self.__rtt,"),
     ]
     unreadable: list[str] = []
     try:

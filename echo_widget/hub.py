@@ -439,8 +439,8 @@ class SessionHub:
         self._sample()
         while self._sessions:
             await asyncio.sleep(STATS_INTERVAL)
-            await asyncio.gather(*(session.update_transport_stats()
-                                   for session in list(self._sessions.values())))
+            for session in list(self._sessions.values()):
+                session.update_transport_stats()
             self._sample()
         book.reset_rates()
         self._owner.publish_stats(self.snapshot())

@@ -40,6 +40,8 @@ from ._aiortc_compat import (
     offered_media,
     on_keyframe_request,
     on_sender_report,
+    packets_lost,
+    round_trip_time,
     set_answer_parameters,
     tap_receiver,
 )
@@ -179,7 +181,10 @@ class EchoSession:
         self.setup_ms: dict[str, float] | None = None
         """How long this session took to its first echoed frame, by phase (from its view)."""
         self.packets_lost = 0
-        """Packets from the browser that never arrived (aiortc's receiver statistics)."""
+        """Packets from the browser that never arrived, video and microphone (aiortc's
+        receiver statistics)."""
+        self._echo_sender: RTCRtpSender | None = None
+        """aiortc's sender of the echo's video, whose receiver reports give :attr:`rtt_ms`."""
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._run())
 
@@ -393,22 +398,22 @@ class EchoSession:
             self._listener.recording_finalized(self, path)
         return path
 
-    async def update_transport_stats(self) -> None:
-        """Refresh :attr:`rtt_ms` and :attr:`packets_lost` from aiortc's ``getStats``."""
+    def update_transport_stats(self) -> None:
+        """Refresh :attr:`rtt_ms` (the echo's, from the browser's receiver reports) and
+        :attr:`packets_lost` (of every stream from the browser) from aiortc's receiver and
+        sender statistics."""
         pc = self._pc
         if pc is None or self.state != "connected":
             return
         try:
-            report = await pc.getStats()
+            lost = sum(packets_lost(t.receiver) for t in pc.getTransceivers())
+            rtt = round_trip_time(self._echo_sender) if self._echo_sender is not None else None
         except Exception as exc:  # statistics are best effort; never end a session for them
-            logger.debug("session %s: getStats failed: %r", self.id, exc)
+            logger.debug("session %s: statistics not read: %r", self.id, exc)
             return
-        for stats in report.values():
-            kind = getattr(stats, "type", "")
-            if kind == "remote-inbound-rtp" and getattr(stats, "roundTripTime", None):
-                self.rtt_ms = round(float(stats.roundTripTime) * 1000, 1)
-            elif kind == "inbound-rtp":
-                self.packets_lost = max(0, int(getattr(stats, "packetsLost", 0) or 0))
+        self.packets_lost = max(0, lost)
+        if rtt is not None:
+            self.rtt_ms = round(rtt * 1000, 1)
 
     async def aclose(self) -> None:
         """End the session and wait until its recording is finalized."""
@@ -466,6 +471,7 @@ class EchoSession:
             self._echo_audio(audio, offered_audio[0])
         self._open_recorder()
         output = EchoRtpSender(echo.sender, lean=LEAN_PATH)
+        self._echo_sender = echo.sender
         pc.addTrack(output.track)
         self.forwarder.start_echo(output)
         on_keyframe_request(echo.sender, self.forwarder.on_viewer_keyframe_request)

@@ -7,6 +7,7 @@ import importlib
 import inspect
 import pkgutil
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -33,6 +34,8 @@ from aiortc.rtp import (
     RTP_HISTORY_SIZE,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtpPacket,
 )
@@ -117,7 +120,13 @@ def test_a_missing_private_method_is_detected(monkeypatch: pytest.MonkeyPatch) -
     # FastReceive reads the rest of a burst from the protocol's transport's socket
     ("self.transport = cast(", "self._transport = cast(",
      r"StunProtocol.connection_made no longer contains `self.transport = `"),
-], ids=["a needle", "the mirrored receive step", "aioice's transport"])
+    # the session's statistics read the receiver's streams and the sender's round trip
+    ("packetsLost=stream.packets_lost,", "packetsLost=stream.lost,",
+     r"getStats no longer contains `packetsLost=stream.packets_lost,`"),
+    ("roundTripTime=self.__rtt,", "roundTripTime=self.__round_trip,",
+     r"_handle_rtcp_packet no longer contains `roundTripTime=self.__rtt,`"),
+], ids=["a needle", "the mirrored receive step", "aioice's transport", "packets lost",
+        "round trip"])
 def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch, old: str, new: str,
                                       message: str) -> None:
     real = _aiortc_compat.function_source
@@ -234,10 +243,8 @@ async def test_handling_that_has_to_wait_is_finished_by_a_task_and_can_be_cancel
     assert stopped == ["cancelled"]
 
 
-async def _handled(lean: bool) -> tuple[list[tuple[int, int, int, bytes]], list[bytes],
-                                          dict[int, tuple[int, int | None, int, int]]]:
-    """One packet sequence through a tapped video receiver: what was forwarded, the RTCP
-    sent, and the receiver-report statistics per SSRC."""
+def _video_receiver() -> RTCRtpReceiver:
+    """A video receiver for VP8 (payload type 96) on SSRC 1111, RTX (97) on SSRC 2222."""
     transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
                                  [RTCCertificate.generateCertificate()])
     receiver = RTCRtpReceiver("video", transport)
@@ -247,6 +254,15 @@ async def _handled(lean: bool) -> tuple[list[tuple[int, int, int, bytes]], list[
         97: RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
                                   parameters={"apt": 96})})
     internals._RTCRtpReceiver__rtx_ssrc[2222] = 1111
+    return receiver
+
+
+async def _handled(lean: bool) -> tuple[list[tuple[int, int, int, bytes]], list[bytes],
+                                          dict[int, tuple[int, int | None, int, int]]]:
+    """One packet sequence through a tapped video receiver: what was forwarded, the RTCP
+    sent, and the receiver-report statistics per SSRC."""
+    receiver = _video_receiver()
+    internals: Any = receiver
     receiver._set_rtcp_ssrc(1)
     rtcp: list[bytes] = []
 
@@ -576,3 +592,45 @@ async def test_the_echo_sender_writes_what_aiortc_would(
     assert internals._RTCRtpSender__packet_count == 0
     echo.track.stop()
     await sender.stop()
+
+
+async def test_packets_lost_counts_the_media_stream_not_its_retransmissions() -> None:
+    """The loss is the media SSRC's, a packet recovered by RTX still counted; aiortc's
+    getStats reports one inbound-rtp per receiver, RTX's once a retransmission came."""
+    receiver = _video_receiver()
+
+    async def forward(packet: RtpPacket) -> None:
+        pass
+
+    class Sink:
+        def on_rtp(self, packet: RtpPacket, data: bytes) -> bool:
+            return False
+
+    tap_receiver(receiver, Sink(), forward)
+    for seq in (1, 2, 3, 5, 6, 8, 9):  # 4 and 7 lost
+        await receiver._handle_rtp_packet(RtpPacket(payload_type=96, sequence_number=seq,
+                                                    ssrc=1111, payload=b"\x10x"), seq)
+    assert _aiortc_compat.packets_lost(receiver) == 2
+    await receiver._handle_rtp_packet(RtpPacket(  # 4 comes back by RTX
+        payload_type=97, sequence_number=500, ssrc=2222, payload=b"\x00\x04\x10x"), 10)
+    assert _aiortc_compat.packets_lost(receiver) == 2
+    [inbound] = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+    assert (inbound.ssrc, inbound.packetsLost) == (2222, 0)
+
+
+async def test_round_trip_time_is_what_getstats_reports() -> None:
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                 [RTCCertificate.generateCertificate()])
+    sender = RTCRtpSender("video", transport)
+    assert _aiortc_compat.round_trip_time(sender) is None
+    internals: Any = sender
+    internals._RTCRtpSender__lsr = 1234
+    internals._RTCRtpSender__lsr_time = time.time() - 0.05
+    await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=9, reports=[RtcpReceiverInfo(
+        ssrc=sender._ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+        lsr=1234, dlsr=65536 // 50)]))
+    rtt = _aiortc_compat.round_trip_time(sender)
+    assert rtt is not None
+    assert 0.02 < rtt < 1
+    [remote] = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
+    assert remote.roundTripTime == rtt
