@@ -7,6 +7,8 @@
                                                     # overload: the knee, shedding
     python benchmarks/echo_bench.py --streams 16,32,48 --modes forward,forward-1read \
         --busy 0.8 --client-nice 10                 # a busy kernel loop: the server's own delay
+    python benchmarks/echo_bench.py --streams 1,8,16 --modes forward,janus --rounds 3
+                                                    # against Janus: pairs alternated, median
 
 A server process holds the echo sessions (``forward``: EchoWidget; ``forward+rec``: EchoWidget
 recording every stream; ``forward+audio``: EchoWidget(audio=True), each peer sending the same
@@ -28,6 +30,9 @@ had waited since it reached the server's socket (the kernel's receive timestamp,
 or shed), and the packets it shed, over the same window as the CPU. ``--busy`` keeps the
 server's loop spinning that share of every 10 ms, as a kernel busy with other work;
 ``--client-nice`` runs the clients at a lower priority, as if the browsers were elsewhere.
+``--rounds K`` runs every (mode, N) K times, N by N with the modes side by side, their order
+reversed every other round, and prints each round's ratio to Janus and their median: the
+machine's load drifts between runs minutes apart.
 A separate client process runs N aiortc peers,
 each sending a pre-encoded 1280x720 30 fps VP8 clip at 1.5 Mb/s (keyframe every 60 frames,
 made at run time with ffmpeg) with ``MediaPlayer(decode=False)``; a keyframe request (PLI)
@@ -438,8 +443,20 @@ def _percentile(values: list[float], q: float) -> float | None:
 # --------------------------------------------------------------------------- orchestrator
 
 
+CPUCLOCK_SCHED = 2
+"""Linux's CPU-time clock kind that counts every nanosecond a process ran."""
+
+
+def process_cpu_clock(pid: int) -> int:
+    """The clock id of a process's CPU time, as glibc's ``clock_getcpuclockid`` makes it
+    (Python has no binding): all its threads, ended ones too, in nanoseconds."""
+    return ((~pid) << 3) | CPUCLOCK_SCHED
+
+
 def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU time of a process and of its living children (ffmpeg), in seconds."""
+    """CPU time of a process and of its living children (ffmpeg), in seconds: from each
+    process's CPU-time clock, or from ``/proc``'s user and system ticks (10 ms, ±10 % of a 1 %
+    process over 10 s) where that clock can't be read."""
     own = children = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -448,10 +465,15 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if int(entry.name) != pid and int(fields[1]) != pid:
+            continue
+        try:
+            seconds = time.clock_gettime_ns(process_cpu_clock(int(entry.name))) / 1e9
+        except OSError:  # gone since, or a kernel without per-process CPU clocks
+            seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         if int(entry.name) == pid:
             own += seconds
-        elif int(fields[1]) == pid:
+        else:
             children += seconds
     return own, children
 
@@ -573,10 +595,13 @@ def _ms(value: float | None) -> str:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    header = ("mode", "N", "connected", "CPU %/stream", "CPU % total", "of it ffmpeg",
-              "fps min", "fps med", "RTT p50 ms", "RTT p99 ms", "answer p50 ms",
-              "first p50 ms", "first max ms", "RSS MB", "added p50/p99 ms",
-              "held p50/p99 ms", "shed %")
+    header: tuple[str, ...] = (
+        "mode", "N", "connected", "CPU %/stream", "CPU % total", "of it ffmpeg", "fps min",
+        "fps med", "RTT p50 ms", "RTT p99 ms", "answer p50 ms", "first p50 ms", "first max ms",
+        "RSS MB", "added p50/p99 ms", "held p50/p99 ms", "shed %")
+    several = len({r.get("round", 0) for r in results}) > 1
+    if several:
+        header = (*header, "round")
     rows = [header]
     for r in results:
         added, held, shed = "-", "-", "-"
@@ -593,7 +618,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
                      f"{r['fps_median']:.1f}",
                      _ms(r["latency_p50"]), _ms(r["latency_p99"]), _ms(r["answer_p50"]),
                      _ms(r["first_p50"]),
-                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}", added, held, shed))
+                     _ms(r["first_max"]), f"{r['rss_mb']:.0f}", added, held, shed,
+                     *([str(r.get("round", 0) + 1)] if several else [])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for i, row in enumerate(rows):
         print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) + " |")
@@ -614,6 +640,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
     janus = {r["streams"]: r for r in results if r["mode"] == "janus"}
     usual = {r["streams"]: r for r in results if r["mode"] == "forward-aiortc"}
     for other_name, other in (("janus", janus), ("forward-aiortc", usual)):
+        if several:
+            _print_round_ratios(results, other_name)
+            continue
         for n in sorted(set(forward) & set(other)):
             mine, theirs = forward[n], other[n]
             note = ("" if abs(mine["fps_median"] - theirs["fps_median"]) < 1 else
@@ -646,12 +675,44 @@ def print_table(results: list[dict[str, Any]]) -> None:
               f"({100 * (ratio - 1):+.0f}%)")
 
 
+def _print_round_ratios(results: list[dict[str, Any]], other: str) -> None:
+    """Each round's forward / ``other`` CPU per stream at each N, and their median."""
+    rows = {(r.get("round", 0), r["mode"], r["streams"]): r for r in results}
+    ratios: dict[int, list[float]] = {}
+    past_knee: set[int] = set()
+    for (round_, mode, n), mine in sorted(rows.items()):
+        theirs = rows.get((round_, other, n))
+        if mode != "forward" or theirs is None:
+            continue
+        ratios.setdefault(n, []).append(mine["cpu_per_stream"] / theirs["cpu_per_stream"])
+        if abs(mine["fps_median"] - theirs["fps_median"]) >= 1:
+            past_knee.add(n)
+    for n, values in sorted(ratios.items()):
+        note = " (not comparable in some rounds: past a knee)" if n in past_knee else ""
+        print(f"forward / {other} CPU per stream at N={n}, {len(values)} rounds: "
+              + ", ".join(f"x{v:.2f}" for v in values)
+              + f"; median x{statistics.median(values):.2f}{note}")
+
+
 def with_tone(clip: Path, path: Path) -> Path:
     """The same video with a 440 Hz tone as Opus (32 kb/s, 20 ms packets) next to it."""
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-f", "lavfi", "-i",
                     "sine=f=440:sample_rate=48000", "-shortest", "-c:v", "copy", "-c:a",
                     "libopus", "-b:a", "32k", "-frame_duration", "20", str(path)], check=True)
     return path
+
+
+def jobs(modes: list[str], streams: str, relay_streams: str, direct_streams: str,
+         rounds: int) -> list[tuple[int, str, int]]:
+    """(round, mode, N) in the order to run them: one round mode by mode; several N by N, the
+    modes side by side in an order reversed every other round."""
+    counts = {mode: [int(n) for n in {"relay": relay_streams, "direct": direct_streams}.get(
+        mode, streams).split(",") if n] for mode in modes}
+    if rounds == 1:
+        return [(0, mode, n) for mode in modes for n in counts[mode]]
+    every_n = sorted({n for ns in counts.values() for n in ns})
+    return [(r, mode, n) for r in range(rounds) for n in every_n
+            for mode in (modes if r % 2 == 0 else modes[::-1]) if n in counts[mode]]
 
 
 def main() -> None:
@@ -663,6 +724,9 @@ def main() -> None:
     parser.add_argument("--modes", default="forward,forward+rec,relay")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady measuring window")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every mode and N this many times, the modes side by side "
+                             "for each N in an order reversed every other round")
     parser.add_argument("--client-procs", type=int, default=2,
                         help="client processes the N peers are split over")
     parser.add_argument("--client-nice", type=int, default=0,
@@ -710,14 +774,15 @@ def main() -> None:
         clips = {"forward+audio": with_tone(clip, work / "av.webm")} if (
             "forward+audio" in args.modes.split(",")) else {}
         results = []
-        for mode in args.modes.split(","):
-            counts = {"relay": args.relay_streams, "direct": args.direct_streams}.get(
-                mode, args.streams)
-            for streams in map(int, counts.split(",")):
-                result = run_one(mode, streams, clips.get(mode, clip), args.seconds, work,
-                                 args.client_procs, args.client_nice, args.busy)
-                print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
-                results.append(result)
+        for round_, mode, streams in jobs(args.modes.split(","), args.streams,
+                                          args.relay_streams, args.direct_streams, args.rounds):
+            run_dir = work / f"round-{round_ + 1}"  # each run's files, apart per round
+            run_dir.mkdir(exist_ok=True)
+            result = run_one(mode, streams, clips.get(mode, clip), args.seconds, run_dir,
+                             args.client_procs, args.client_nice, args.busy)
+            result["round"] = round_
+            print(f"# {mode} N={streams}: {json.dumps(result)}", file=sys.stderr, flush=True)
+            results.append(result)
         print(f"\nmachine: {os.cpu_count()} cores; window {args.seconds:g} s; "
               f"720p30 VP8 1.5 Mb/s per stream; {args.client_procs} client processes"
               f"{f' at niceness {args.client_nice}' if args.client_nice else ''}"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -91,6 +95,75 @@ def test_the_benchmark_can_load_the_servers_loop_and_lower_the_clients(tmp_path:
     assert row["cpu_total"] > 40, row  # half of every 10 ms spinning, and the echo
     assert not row["server_hung"], row
     assert 5 < row["fps_min"] <= row["fps_median"] < 40, row
+
+
+def _echo_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("echo_bench", ROOT / "benchmarks" /
+                                                  "echo_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_the_benchmark_reads_cpu_time_finer_than_the_kernels_ticks() -> None:
+    """The CPU of the server and of its children comes from each process's CPU-time clock in
+    nanoseconds, not from /proc's 10 ms ticks (a process at 1 % over 10 s is 10 ticks)."""
+    bench = _echo_bench()
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while bench._cpu_seconds(os.getpid())[1] < 0.1:
+            assert time.monotonic() < deadline, "the spinning child got no CPU"
+            time.sleep(0.02)
+        own, children = bench._cpu_seconds(os.getpid())
+        child_ticks, own_ticks = _ticks(child.pid), _ticks(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    ticks = bench.CLOCK_TICKS
+    assert abs(children - child_ticks / ticks) < 3 / ticks, (children, child_ticks)
+    assert abs(own - own_ticks / ticks) < 3 / ticks, (own, own_ticks)
+    for seconds in (own, children):
+        assert abs(seconds * ticks - round(seconds * ticks)) > 1e-6, f"{seconds} is whole ticks"
+
+
+def test_rounds_put_the_modes_side_by_side_in_alternating_order() -> None:
+    jobs = _echo_bench().jobs
+    assert jobs(["forward", "janus"], "1,8", "", "1", 1) == [
+        (0, "forward", 1), (0, "forward", 8), (0, "janus", 1), (0, "janus", 8)]
+    assert jobs(["forward", "janus", "relay"], "1,8", "1", "1", 2) == [
+        (0, "forward", 1), (0, "janus", 1), (0, "relay", 1), (0, "forward", 8), (0, "janus", 8),
+        (1, "relay", 1), (1, "janus", 1), (1, "forward", 1), (1, "janus", 8), (1, "forward", 8)]
+
+
+@pytest.mark.usefixtures("peer_network")
+@pytest.mark.timeout(200)
+def test_rounds_print_each_rounds_ratio_to_janus_and_their_median(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1",
+         "--modes", "forward,janus", "--relay-streams", "", "--seconds", "1", "--rounds", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(r["round"], r["mode"]) for r in rows] == [
+        (0, "forward"), (0, "janus"), (1, "janus"), (1, "forward")], rows
+    cpu = {(r["round"], r["mode"]): r["cpu_per_stream"] for r in rows}
+    ratios = [cpu[i, "forward"] / cpu[i, "janus"] for i in (0, 1)]
+    line = re.search(r"^forward / janus CPU per stream at N=1, 2 rounds: x([\d.]+), x([\d.]+); "
+                     r"median x([\d.]+)", result.stdout, re.MULTILINE)
+    assert line, result.stdout
+    assert [float(x) for x in line.groups()] == pytest.approx(
+        [*ratios, sum(ratios) / 2], abs=0.006)
+    assert re.search(r"\| round \|$", result.stdout, re.MULTILINE), result.stdout
 
 
 async def test_the_benchmarks_clip_answers_a_keyframe_request_with_the_next_frame(
