@@ -439,11 +439,16 @@ class SessionHub:
         self._sample()
         while self._sessions:
             await asyncio.sleep(STATS_INTERVAL)
-            for session in list(self._sessions.values()):
-                session.update_transport_stats()
+            self._update_transport_stats()
             self._sample()
         book.reset_rates()
         self._owner.publish_stats(self.snapshot())
+
+    def _update_transport_stats(self) -> None:
+        """Each live session's loss and round trip, read in a frame of its own (a loop variable
+        left in the stats task's frame would keep the last session alive while it sleeps)."""
+        for session in list(self._sessions.values()):
+            session.update_transport_stats()
 
     def _sample(self) -> None:
         live = list(self._sessions.values())

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -695,6 +696,28 @@ WARM_UP = 10.0
 
 
 @pytest.mark.timeout(600 + SOAK_SECONDS * 2)
+async def test_a_closed_session_is_not_kept_by_the_sleeping_stats_task(
+        vp8_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stats task sleeps between refreshes: nothing of the sessions it refreshed stays in
+    its frame meanwhile (the soak test once found the last one kept there)."""
+    from echo_widget import hub
+
+    monkeypatch.setattr(hub, "STATS_INTERVAL", 0.05)
+    widget = EchoWidget(ice_servers=[])
+    client = EchoClient(Signaling(widget), vp8_clip, "kept")
+    await client.connect()
+    session = weakref.ref(widget.hub.live["kept"])
+    count = len(widget.stats_history)
+    await wait_until(lambda: len(widget.stats_history) > count + 2, 5, "the stats refreshed")
+    monkeypatch.setattr(hub, "STATS_INTERVAL", 60.0)  # its next sleep is a long one
+    await asyncio.sleep(0.2)
+    await client.close()
+    await wait_until(lambda: not widget.hub.unfinished, 10, "torn down")
+    gc.collect()
+    assert session() is None, gc.get_referrers(session())
+    await widget.aclose()
+
+
 async def test_soak_connect_close_cycles_then_continuous_streaming(
         vp8_clip: Path, av_clip: Path, tmp_path: Path) -> None:
     """ECHO_SOAK_CYCLES and ECHO_SOAK_SECONDS scale it up (e.g. 10000 and 3600 locally)."""
