@@ -746,6 +746,8 @@ def main() -> None:
     parser.add_argument("--audio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be 1 or more, not {args.rounds}")
     if args.serve:
         asyncio.run(serve(args.serve, args.port_file, args.record_dir, args.clients,
                           args.busy))

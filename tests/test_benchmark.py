@@ -143,6 +143,14 @@ def test_rounds_put_the_modes_side_by_side_in_alternating_order() -> None:
         (1, "relay", 1), (1, "janus", 1), (1, "forward", 1), (1, "janus", 8), (1, "forward", 8)]
 
 
+def test_rounds_below_one_are_refused_with_a_clear_error() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--rounds", "0"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result
+    assert "--rounds must be 1 or more, not 0" in result.stderr
+
+
 @pytest.mark.usefixtures("peer_network")
 @pytest.mark.timeout(200)
 def test_rounds_print_each_rounds_ratio_to_janus_and_their_median(tmp_path: Path) -> None:
