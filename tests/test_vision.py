@@ -105,11 +105,12 @@ async def test_a_slow_consumer_skips_frames_and_never_falls_behind(vp8_clip: Pat
     started = time.monotonic()
     async for frame in widget.frames():
         assert frame.pts is not None
-        # How far behind the newest frame echoed right now is the one just yielded?
+        # How far behind the newest frame echoed right now is the one just yielded? (Negative
+        # when the frame's own echo has not reached the client yet: the side branch was first.)
         echo_ts, newest = session.echo_timestamp(frame.pts), client.last_echo_timestamp
         assert echo_ts is not None
         assert newest is not None
-        ages.append(((newest - echo_ts) % (1 << 32)) / 90000)
+        ages.append(((newest - echo_ts + (1 << 31)) % (1 << 32) - (1 << 31)) / 90000)
         if previous is not None:
             steps.append(((frame.pts - previous) % (1 << 32)) // 3000)
         previous = frame.pts
