@@ -17,16 +17,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _echo_bench_run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/echo_bench.py`` with ``args``, its output captured."""
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 @pytest.mark.usefixtures("peer_network")
 @pytest.mark.timeout(240)
 def test_quick_benchmark_produces_a_sane_table(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "2",
-         "--modes", "forward,relay,janus,direct,forward-aiortc", "--relay-streams", "2",
-         "--direct-streams", "2", "--seconds", "3",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=200, check=False)
+    result = _echo_bench_run(
+        "--streams", "2", "--modes", "forward,relay,janus,direct,forward-aiortc",
+        "--relay-streams", "2", "--direct-streams", "2", "--seconds", "3", "--json", str(out),
+        timeout=200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^\|\s+forward \|", result.stdout, re.MULTILINE), result.stdout
     rows = {(r["mode"], r["streams"]): r for r in json.loads(out.read_text())}
@@ -81,11 +85,9 @@ def test_the_benchmark_can_load_the_servers_loop_and_lower_the_clients(tmp_path:
     """--busy spins the server's loop (its CPU counts it), --client-nice lowers the client
     processes, and the one-read-per-wake-up baseline runs."""
     out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "2",
-         "--modes", "forward-1read", "--relay-streams", "", "--seconds", "2",
-         "--busy", "0.5", "--client-nice", "5", "--json", str(out)],
-        capture_output=True, text=True, timeout=100, check=False)
+    result = _echo_bench_run(
+        "--streams", "2", "--modes", "forward-1read", "--relay-streams", "", "--seconds", "2",
+        "--busy", "0.5", "--client-nice", "5", "--json", str(out), timeout=100)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 client processes at niceness 5; echo-widget loop busy 50%" in result.stdout
     [row] = json.loads(out.read_text())
@@ -144,9 +146,7 @@ def test_rounds_put_the_modes_side_by_side_in_alternating_order() -> None:
 
 
 def test_rounds_below_one_are_refused_with_a_clear_error() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--rounds", "0"],
-        capture_output=True, text=True, timeout=60, check=False)
+    result = _echo_bench_run("--rounds", "0", timeout=60)
     assert result.returncode == 2, result
     assert "--rounds must be 1 or more, not 0" in result.stderr
 
@@ -155,11 +155,9 @@ def test_rounds_below_one_are_refused_with_a_clear_error() -> None:
 @pytest.mark.timeout(200)
 def test_rounds_print_each_rounds_ratio_to_janus_and_their_median(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "echo_bench.py"), "--streams", "1",
-         "--modes", "forward,janus", "--relay-streams", "", "--seconds", "1", "--rounds", "2",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False)
+    result = _echo_bench_run(
+        "--streams", "1", "--modes", "forward,janus", "--relay-streams", "", "--seconds", "1",
+        "--rounds", "2", "--json", str(out), timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [(r["round"], r["mode"]) for r in rows] == [
