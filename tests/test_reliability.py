@@ -539,6 +539,11 @@ class LossyLink:
     """(marker and payload type byte, sequence number, SSRC) of each RTP datagram dropped."""
     passed: list[tuple[int, int, int]] = field(default_factory=list)
     """The same of each RTP datagram let through (delayed)."""
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    """The datagrams let through that the delay still holds."""
+    cut: bool = False
+    """Set to let no more RTP through (nor record it): once ``in_flight`` is empty, each
+    datagram sent before is dropped or delivered, none still on its way."""
 
 
 @pytest.fixture
@@ -561,7 +566,6 @@ def lossy_link(request: pytest.FixtureRequest,
     loss = request.param / 100
     rng = random.Random(request.param)
     original = aioice.Connection.send
-    in_flight: set[asyncio.Task[None]] = set()
 
     async def later(connection: Any, data: bytes, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -569,11 +573,13 @@ def lossy_link(request: pytest.FixtureRequest,
             await original(connection, data)
 
     link = LossyLink()
-    first_rtp = link.first_rtp
+    first_rtp, in_flight = link.first_rtp, link.in_flight
 
     async def impaired_send(self: Any, data: bytes) -> None:
         if not (len(data) > 1 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 208):
             await original(self, data)  # STUN, DTLS, RTCP: untouched
+            return
+        if link.cut:
             return
         now = asyncio.get_running_loop().time()
         first_rtp[:] = first_rtp or [now]
@@ -621,7 +627,11 @@ async def test_packet_loss_keeps_the_echo_playing_and_the_recording_clean(
     count = len(client.echoed)
     await wait_until(lambda: len(client.echoed) > count + 15, 5, "the echo plays after the outage")
     await wait_until(lambda: widget.stats["frames_recorded"] > 60, 10, "recorded through it")
-    # what never arrived of the client's video, however much of it RTX brought back later
+    # what never arrived of the client's video, however much of it RTX brought back later;
+    # read once nothing is on its way (a delayed datagram would count as lost until it lands)
+    lossy_link.cut = True
+    await wait_until(lambda: not lossy_link.in_flight, 2, "the delayed datagrams delivered")
+    await asyncio.sleep(0.3)  # and read by the receivers
     [session] = widget.hub._sessions.values()
     session.update_transport_stats()
     receiver: Any = session._pc.getTransceivers()[0].receiver
