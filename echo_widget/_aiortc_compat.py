@@ -758,6 +758,29 @@ def parse_candidate(line: str) -> RTCIceCandidate:
     return candidate
 
 
+def ice_summary(pc: RTCPeerConnection, local: str = "local", remote: str = "remote") -> str:
+    """What ICE got to on ``pc``, for when it does not connect: per transport, its ICE and
+    DTLS states, the candidates on each side (named ``local`` and ``remote``; and whether the
+    remote's end was signalled) and aioice's candidate-pair checks by state."""
+    parts: list[str] = []
+    transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
+    for dtls in transports.values():
+        ice_transport: Any = dtls.transport
+        gatherer: Any = ice_transport.iceGatherer
+        ours = ", ".join(f"{c.type} {c.ip}:{c.port}" for c in gatherer.getLocalCandidates())
+        theirs = ", ".join(f"{c.type} {c.ip}:{c.port}"
+                           for c in ice_transport.getRemoteCandidates())
+        ended = "complete" if gatherer._remote_candidates_end else "end not signalled"
+        connection: Any = ice_transport._connection
+        checks: dict[str, int] = {}
+        for pair in connection._check_list:
+            checks[pair.state.name.lower()] = checks.get(pair.state.name.lower(), 0) + 1
+        parts.append(
+            f"ICE {ice_transport.state}, DTLS {dtls.state}; {local} candidates [{ours}]; "
+            f"{remote} candidates [{theirs}] ({ended}); checks {checks or 'none'}")
+    return f"signaling {pc.signalingState}; " + " | ".join(parts or ["no transport"])
+
+
 _RECEIVER_METHODS = ("_handle_rtp_packet", "_send_rtcp_pli", "_handle_rtcp_packet",
                      "_send_rtcp_nack", "_send_rtcp")
 _SENDER_METHODS = ("_send_keyframe", "_handle_rtcp_packet", "_retransmit", "_run_rtcp")
@@ -857,6 +880,8 @@ def check_compat(*, require_sources: bool = False) -> None:
         (ice.StunProtocol.connection_made, "self.transport = "),
         (RTCRtpReceiver.getStats, "packetsLost=stream.packets_lost,"),
         (RTCRtpSender._handle_rtcp_packet, "roundTripTime=self.__rtt,"),
+        (ice.Connection.__init__, "self._check_list: list[CandidatePair] = []"),
+        (rtcicetransport.RTCIceGatherer.__init__, "self._remote_candidates_end = False"),
     ]
     unreadable: list[str] = []
     try:

@@ -33,6 +33,15 @@ ICE_FAILED = (
     "e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', "
     "'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable."
 )
+
+
+def ice_failed(seen: str) -> str:
+    """:data:`ICE_FAILED`, then how far ICE got on the kernel's side (``seen``): which
+    candidates each side had and how the checks went tell a NAT from a proxy that dropped
+    the browser's candidates, or a container that offers only its internal address."""
+    return f"{ICE_FAILED} What the kernel saw: {seen}."
+
+
 CONNECTION_LOST = "The connection to the browser was lost."
 SESSION_ENDED = "This session has ended; reload the view to start a new one."
 DUPLICATE_OFFER = "This session already has an offer; open a new session to reconnect."

@@ -37,6 +37,7 @@ from ._aiortc_compat import (
     OfferedMedia,
     OperationError,
     cap_remb,
+    ice_summary,
     offered_media,
     on_keyframe_request,
     on_sender_report,
@@ -559,7 +560,7 @@ class EchoSession:
             self._inbox.put_nowait(_Connected())
         elif state == "failed":
             if self._connected_at is None:
-                self.end("failed", "ice-failed", errors.ICE_FAILED)
+                self._not_connected("ICE failed")
             else:
                 self.end("failed", "connection-lost", errors.CONNECTION_LOST)
         elif state == "closed":
@@ -582,13 +583,24 @@ class EchoSession:
             last_tick = now
             if self._connected_at is None:
                 if now - started > config.connect_timeout:
-                    self.end("failed", "ice-failed", errors.ICE_FAILED)
+                    self._not_connected(f"not connected in {config.connect_timeout:g} s")
                     return
                 continue
             last_media = max(self.forwarder.last_packet_at or self._connected_at, grace_from)
             if now - last_media > config.media_timeout:
                 self.end("closed", "no-media", errors.no_media(config.media_timeout))
                 return
+
+    def _not_connected(self, why: str) -> None:
+        """Fail as ICE failed, saying how far ICE got (in the error and the kernel's log), so
+        a failure that is not the usual "behind a NAT" one can be told apart."""
+        try:
+            seen = (ice_summary(self._pc, "kernel", "browser") if self._pc is not None
+                    else "no peer connection")
+        except Exception as exc:  # a diagnostic: never in the way of ending the session
+            seen = f"ICE state unreadable ({exc!r})"
+        logger.warning("session %s: %s: %s", self.id, why, seen)
+        self.end("failed", "ice-failed", errors.ice_failed(seen))
 
     async def _teardown(self) -> None:
         if self._watchdog is not None:

@@ -20,7 +20,7 @@ import aiortc
 import pylibsrtp
 import pytest
 from aioice.turn import TurnTransport
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpparameters import (
@@ -125,8 +125,11 @@ def test_a_missing_private_method_is_detected(monkeypatch: pytest.MonkeyPatch) -
      r"getStats no longer contains `packetsLost=stream.packets_lost,`"),
     ("roundTripTime=self.__rtt,", "roundTripTime=self.__round_trip,",
      r"_handle_rtcp_packet no longer contains `roundTripTime=self.__rtt,`"),
+    # the log line of a session that does not connect reads aioice's checks
+    ("self._check_list: list[CandidatePair] = []", "self._checks: list[CandidatePair] = []",
+     r"Connection.__init__ no longer contains `self._check_list"),
 ], ids=["a needle", "the mirrored receive step", "aioice's transport", "packets lost",
-        "round trip"])
+        "round trip", "ICE checks"])
 def test_a_changed_aiortc_is_detected(monkeypatch: pytest.MonkeyPatch, old: str, new: str,
                                       message: str) -> None:
     real = _aiortc_compat.function_source
@@ -634,3 +637,42 @@ async def test_round_trip_time_is_what_getstats_reports() -> None:
     assert 0.02 < rtt < 1
     [remote] = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
     assert remote.roundTripTime == rtt
+
+
+async def test_the_ice_summary_says_what_each_side_sent_and_how_the_checks_went() -> None:
+    """Before the browser's candidates arrive, and once a pair is checked and connected."""
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    offerer.addTransceiver("video")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    sdp = offerer.localDescription.sdp
+    lines = sdp.splitlines(keepends=True)
+    candidates = [line for line in lines if line.startswith("a=candidate:")]
+    assert candidates
+    # the offer without its candidates, as a trickling browser's would arrive
+    trickled = "".join(line for line in lines if not line.startswith(("a=candidate:",
+                                                                         "a=end-of-")))
+    await answerer.setRemoteDescription(RTCSessionDescription(trickled, "offer"))
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await asyncio.sleep(0.2)  # aiortc starts ICE in a task of its own
+    before = _aiortc_compat.ice_summary(answerer)
+    assert before.startswith(
+        "signaling stable; ICE checking, DTLS new; local candidates [host "), before
+    assert "remote candidates [] (end not signalled); checks none" in before, before
+    await offerer.setRemoteDescription(answerer.localDescription)
+    for line in candidates:
+        candidate = _aiortc_compat.parse_candidate(line.strip().removeprefix("a="))
+        candidate.sdpMid, candidate.sdpMLineIndex = "0", 0
+        await answerer.addIceCandidate(candidate)
+    await answerer.addIceCandidate(None)
+    deadline = asyncio.get_running_loop().time() + 10
+    while answerer.connectionState != "connected":
+        assert asyncio.get_running_loop().time() < deadline, _aiortc_compat.ice_summary(answerer)
+        await asyncio.sleep(0.05)
+    after = _aiortc_compat.ice_summary(answerer)
+    assert "ICE completed, DTLS connected" in after, after
+    host, port = candidates[0].split()[4:6]
+    assert f"remote candidates [host {host}:{port}" in after, after
+    assert "(complete); checks {" in after, after
+    assert "'succeeded': " in after, after
+    await offerer.close()
+    await answerer.close()

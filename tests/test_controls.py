@@ -182,7 +182,7 @@ async def test_a_problem_met_in_the_browser_is_reported_in_error() -> None:
 
 @live
 async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
-        vp8_clip: Path) -> None:
+        vp8_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
     widget = EchoWidget(ice_servers=[], connect_timeout=1.0)
     signaling = Signaling(widget)
     client = EchoClient(signaling, vp8_clip, "s")
@@ -204,6 +204,15 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     assert "ice_servers" in reply["message"]
     assert widget.status == "failed"
     assert widget.error == reply["message"]
+    # the error and the kernel's log say how far ICE got: the candidate offered, checks
+    # that never succeeded
+    seen = reply["message"].split(" What the kernel saw: ")[1]
+    assert seen.startswith("signaling stable; ICE checking, DTLS new; kernel candidates [host "
+                           ), seen
+    assert "; browser candidates [host 127.0.0.2:9] (complete); checks {" in seen, seen
+    assert "'succeeded'" not in seen, seen
+    [logged] = [r.getMessage() for r in caplog.records if "not connected in 1 s" in r.getMessage()]
+    assert logged == f"session s: not connected in 1 s: {seen.removesuffix('.')}", logged
     await client.close(bye=False)
     await widget.aclose()
 

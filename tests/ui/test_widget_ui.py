@@ -353,6 +353,10 @@ def test_ice_failure_says_to_configure_turn(lab: Server, browser: Browser) -> No
     state = wait_kernel(kernel, lambda s: s["status"] == "failed", "the session failed")
     assert "TURN server" in state["error"]
     assert state["sessions"] == 0
+    # the kernel's error says how far ICE got: no relay candidate of its own
+    seen = re.search(r"What the kernel saw: (.*)", shown)
+    assert seen, shown
+    assert "; kernel candidates []; browser candidates [" in seen[1], shown
     page.context.close()
 
 
