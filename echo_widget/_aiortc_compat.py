@@ -767,8 +767,9 @@ def ice_summary(pc: RTCPeerConnection, local: str = "local", remote: str = "remo
     for dtls in transports.values():
         ice_transport: Any = dtls.transport
         gatherer: Any = ice_transport.iceGatherer
-        ours = ", ".join(f"{c.type} {c.ip}:{c.port}" for c in gatherer.getLocalCandidates())
-        theirs = ", ".join(f"{c.type} {c.ip}:{c.port}"
+        ours = ", ".join(f"{c.type} {c.protocol} {c.ip}:{c.port}"
+                         for c in gatherer.getLocalCandidates())
+        theirs = ", ".join(f"{c.type} {c.protocol} {c.ip}:{c.port}"
                            for c in ice_transport.getRemoteCandidates())
         ended = "complete" if gatherer._remote_candidates_end else "end not signalled"
         connection: Any = ice_transport._connection

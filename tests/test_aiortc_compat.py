@@ -656,7 +656,7 @@ async def test_the_ice_summary_says_what_each_side_sent_and_how_the_checks_went(
     await asyncio.sleep(0.2)  # aiortc starts ICE in a task of its own
     before = _aiortc_compat.ice_summary(answerer)
     assert before.startswith(
-        "signaling stable; ICE checking, DTLS new; local candidates [host "), before
+        "signaling stable; ICE checking, DTLS new; local candidates [host udp "), before
     assert "remote candidates [] (end not signalled); checks none" in before, before
     await offerer.setRemoteDescription(answerer.localDescription)
     for line in candidates:
@@ -671,7 +671,7 @@ async def test_the_ice_summary_says_what_each_side_sent_and_how_the_checks_went(
     after = _aiortc_compat.ice_summary(answerer)
     assert "ICE completed, DTLS connected" in after, after
     host, port = candidates[0].split()[4:6]
-    assert f"remote candidates [host {host}:{port}" in after, after
+    assert f"remote candidates [host udp {host}:{port}" in after, after
     assert "(complete); checks {" in after, after
     assert "'succeeded': " in after, after
     await offerer.close()

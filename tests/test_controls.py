@@ -207,9 +207,9 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     # the error and the kernel's log say how far ICE got: the candidate offered, checks
     # that never succeeded
     seen = reply["message"].split(" What the kernel saw: ")[1]
-    assert seen.startswith("signaling stable; ICE checking, DTLS new; kernel candidates [host "
+    assert seen.startswith("signaling stable; ICE checking, DTLS new; kernel candidates [host udp "
                            ), seen
-    assert "; browser candidates [host 127.0.0.2:9] (complete); checks {" in seen, seen
+    assert "; browser candidates [host udp 127.0.0.2:9] (complete); checks {" in seen, seen
     assert "'succeeded'" not in seen, seen
     [logged] = [r.getMessage() for r in caplog.records if "not connected in 1 s" in r.getMessage()]
     assert logged == f"session s: not connected in 1 s: {seen.removesuffix('.')}", logged

@@ -11,8 +11,9 @@ var ERRORS = (
     "microphone-unavailable": (detail) => `The microphone could not be used (${detail}), so the echo goes on without sound. Allow microphone access for this page (the icon in the address bar) or connect one, then press Start camera or re-run the cell.`,
     "camera-blocked-vscode": () => `VS Code's notebook view does not let widgets use the camera (microsoft/vscode#119127), so the echo can't start here. Press "Open in a browser tab" below for a camera page served by the kernel, or open this notebook in JupyterLab or Jupyter Notebook 7 in a browser, on http://localhost, http://127.0.0.1 or https://.`,
     "insecure-context": (origin) => `The camera is only available on a secure page, and this one is not (${origin}). Open Jupyter over https://, or on http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: ssh -L 8888:localhost:8888 HOST), or press "Open in a browser tab" below for a camera page served by the kernel.`,
-    // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
-    "ice-failed": () => "Could not connect the browser to the kernel (ICE failed). The kernel is probably on another machine or behind a NAT/firewall: configure a TURN server that both can reach, e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', 'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable.",
+    // The same words as the kernel's errors.ICE_FAILED (echo_widget/errors.py).
+    // The browser's own view of how far ICE got follows, as the kernel's does its own.
+    "ice-failed": (seen) => "Could not connect the browser to the kernel (ICE failed). The kernel is probably on another machine or behind a NAT/firewall: configure a TURN server that both can reach, e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', 'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable." + (seen ? ` What the browser saw: ${seen}.` : ""),
     "kernel-lost": () => "The connection to the kernel was lost: the kernel was restarted, shut down or became unreachable. Re-run the cell (after restarting the kernel if needed), or press Reconnect.",
     "kernel-silent": () => "The kernel stopped answering: it may be busy running a long cell, restarting or shut down. The echo resumes by itself when it answers again; otherwise re-run the cell or press Reconnect.",
     "offer-failed": (detail) => `Could not create the WebRTC offer: ${detail}`,
@@ -396,6 +397,17 @@ function selectedCandidateTypes(report) {
   const remote = byId.get(pair?.remoteCandidateId ?? "")?.candidateType;
   return local && remote ? { local, remote } : null;
 }
+function iceSummary(report) {
+  const stats = [];
+  report.forEach((stat) => stats.push(stat));
+  const candidates = (type) => stats.filter((s) => s.type === type).map((c) => `${c.candidateType} ${c.protocol ?? "?"} ${c.address ?? c.ip ?? "?"}:${c.port ?? "?"}`).join(", ");
+  const checks = {};
+  for (const pair of stats.filter((s) => s.type === "candidate-pair")) {
+    checks[pair.state] = (checks[pair.state] ?? 0) + 1;
+  }
+  const counted = Object.entries(checks).map(([state, n]) => `${state} ${n}`).join(", ");
+  return `browser candidates [${candidates("local-candidate")}]; kernel candidates [${candidates("remote-candidate")}]; checks ${counted || "none"}`;
+}
 var Session = class {
   /** @type {(RTCIceCandidateInit | null)[]} candidates found before the offer went out */
   #pending = [];
@@ -546,15 +558,28 @@ var Session = class {
     if (this.#offerSent) this.model.send(ice(this.id, candidate));
     else this.#pending.push(candidate);
   }
+  /** ICE failed before a connection: say so with what the browser saw, then close. */
+  async #failIce() {
+    let seen = "";
+    try {
+      seen = iceSummary(await this.pc.getStats());
+    } catch {
+    }
+    if (this.#closed) return;
+    this.events.onError("ice-failed", seen || void 0);
+    this.close();
+  }
   #onConnectionState() {
     if (this.#closed) return;
     const state = this.pc.connectionState;
     if (state === "connected") {
       this.#connected = true;
       this.events.onConnected();
-    } else if (state === "failed") {
-      this.events.onError(this.#connected ? "kernel-lost" : "ice-failed");
+    } else if (state === "failed" && this.#connected) {
+      this.events.onError("kernel-lost");
       this.close();
+    } else if (state === "failed") {
+      void this.#failIce();
     } else if (state === "disconnected" && this.#connected) {
       this.events.onSilent();
     }

@@ -34,12 +34,14 @@ const ERRORS = /** @satisfies {Record<string, (detail: string) => string>} */ ({
     "http://localhost or http://127.0.0.1 (for a remote server, use an SSH tunnel: " +
     "ssh -L 8888:localhost:8888 HOST), or press \"Open in a browser tab\" below for a " +
     "camera page served by the kernel.",
-  // The same words as the kernel's ICE_FAILED_MESSAGE (echo_widget/session.py).
-  "ice-failed": () =>
+  // The same words as the kernel's errors.ICE_FAILED (echo_widget/errors.py).
+  // The browser's own view of how far ICE got follows, as the kernel's does its own.
+  "ice-failed": (seen) =>
     "Could not connect the browser to the kernel (ICE failed). The kernel is probably on " +
     "another machine or behind a NAT/firewall: configure a TURN server that both can reach, " +
     "e.g. EchoWidget(ice_servers=[{'urls': 'turn:turn.example.org:3478', 'username': 'u', " +
-    "'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable.",
+    "'credential': 'p'}]) or the ECHO_WIDGET_ICE_SERVERS environment variable." +
+    (seen ? ` What the browser saw: ${seen}.` : ""),
   "kernel-lost": () =>
     "The connection to the kernel was lost: the kernel was restarted, shut down or became " +
     "unreachable. Re-run the cell (after restarting the kernel if needed), or press Reconnect.",

@@ -62,6 +62,31 @@ export function selectedCandidateTypes(report) {
   return local && remote ? { local, remote } : null;
 }
 
+/**
+ * How far ICE got, from a stats report, for an "ICE failed" message: the browser's and the
+ * kernel's candidates (type, protocol, address and port; a TCP candidate of the active kind
+ * shows port 9) and the candidate pairs' checks by state.
+ * @param {RTCStatsReport} report
+ * @returns {string}
+ */
+export function iceSummary(report) {
+  /** @type {any[]} */
+  const stats = [];
+  report.forEach((stat) => stats.push(stat));
+  /** @param {string} type */
+  const candidates = (type) => stats.filter((s) => s.type === type)
+    .map((c) => `${c.candidateType} ${c.protocol ?? "?"} ${c.address ?? c.ip ?? "?"}:${c.port ?? "?"}`)
+    .join(", ");
+  /** @type {Record<string, number>} */
+  const checks = {};
+  for (const pair of stats.filter((s) => s.type === "candidate-pair")) {
+    checks[pair.state] = (checks[pair.state] ?? 0) + 1;
+  }
+  const counted = Object.entries(checks).map(([state, n]) => `${state} ${n}`).join(", ");
+  return `browser candidates [${candidates("local-candidate")}]; kernel candidates ` +
+    `[${candidates("remote-candidate")}]; checks ${counted || "none"}`;
+}
+
 export class Session {
   /** @type {(RTCIceCandidateInit | null)[]} candidates found before the offer went out */
   #pending = [];
@@ -230,15 +255,30 @@ export class Session {
     else this.#pending.push(candidate);
   }
 
+  /** ICE failed before a connection: say so with what the browser saw, then close. */
+  async #failIce() {
+    let seen = "";
+    try {
+      seen = iceSummary(await this.pc.getStats());
+    } catch {
+      // a diagnostic only: the failure is said without it
+    }
+    if (this.#closed) return;
+    this.events.onError("ice-failed", seen || undefined);
+    this.close();
+  }
+
   #onConnectionState() {
     if (this.#closed) return;
     const state = this.pc.connectionState;
     if (state === "connected") {
       this.#connected = true;
       this.events.onConnected();
-    } else if (state === "failed") {
-      this.events.onError(this.#connected ? "kernel-lost" : "ice-failed");
+    } else if (state === "failed" && this.#connected) {
+      this.events.onError("kernel-lost");
       this.close();
+    } else if (state === "failed") {
+      void this.#failIce();
     } else if (state === "disconnected" && this.#connected) {
       this.events.onSilent();
     }

@@ -178,10 +178,14 @@ describe("EchoController", () => {
     await controller.start();
     const id = controller.session?.id;
     lastPeer().emitState("failed");
+    await new Promise((resolve) => setTimeout(resolve, 0));  // the failure's stats are read
     assert.equal(controller.error?.code, "ice-failed");
     assert.ok(controller.error?.message.startsWith("Could not connect the browser to the kernel (ICE failed)."));
+    assert.ok(controller.error?.message.endsWith(
+      " What the browser saw: browser candidates []; kernel candidates []; checks none."));
     assert.deepEqual(model.sentOf("error"), [
-      { type: "error", session: id, message: errorMessage("ice-failed"), code: "ice-failed" },
+      { type: "error", session: id, message: errorMessage("ice-failed", "browser candidates []; " +
+        "kernel candidates []; checks none"), code: "ice-failed" },
     ]);
     assert.deepEqual(model.sentOf("bye"), [{ type: "bye", session: id }]);
     assert.equal(controller.status, "failed");

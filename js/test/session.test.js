@@ -1,9 +1,27 @@
 // @ts-check
 import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
-import { Session, preferVp8, selectedCandidateTypes } from "../src/session.js";
+import { Session, iceSummary, preferVp8, selectedCandidateTypes } from "../src/session.js";
 import { FakeModel } from "./fake-model.js";
 import { FAKE_CODECS, FakePeerConnection, FakeStream, FakeTrack, fakeRtc, lastPeer } from "./fake-media.js";
+
+/** A failed ICE attempt's stats: two candidates each side, three pairs checked. */
+const ICE_STATS = {
+  L1: { id: "L1", type: "local-candidate", candidateType: "host", protocol: "udp", address: "127.0.0.1",
+    port: 5000 },
+  L2: { id: "L2", type: "local-candidate", candidateType: "relay", protocol: "udp", address: "10.0.0.1",
+    port: 3478 },
+  R1: { id: "R1", type: "remote-candidate", candidateType: "host", protocol: "udp",
+    address: "127.0.0.2", port: 6000 },
+  R2: { id: "R2", type: "remote-candidate", candidateType: "prflx", protocol: "tcp", ip: "127.0.0.3",
+    port: 6001 },
+  P1: { id: "P1", type: "candidate-pair", state: "failed" },
+  P2: { id: "P2", type: "candidate-pair", state: "failed" },
+  P3: { id: "P3", type: "candidate-pair", state: "in-progress" },
+  T: { id: "T", type: "transport" },
+};
+const ICE_SEEN = "browser candidates [host udp 127.0.0.1:5000, relay udp 10.0.0.1:3478]; kernel " +
+  "candidates [host udp 127.0.0.2:6000, prflx tcp 127.0.0.3:6001]; checks failed 2, in-progress 1";
 
 /**
  * A session on a fake model and peer, with its events recorded.
@@ -236,10 +254,28 @@ describe("Session", () => {
   it("maps ICE failure before a connection to ice-failed, and after one to kernel-lost", async () => {
     const never = makeSession();
     await never.session.start();
+    never.pc.stats = new Map(Object.entries(ICE_STATS));
     never.pc.emitState("disconnected");
     never.pc.emitState("failed");
-    assert.deepEqual(never.events, [["error", "ice-failed", undefined], ["close"]]);
+    never.pc.emitState("failed");
+    assert.deepEqual(never.events, [], "said once the stats are read");
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(never.events, [["error", "ice-failed", ICE_SEEN], ["close"]]);
     assert.equal(never.model.sentOf("bye").length, 1);
+
+    const unreadable = makeSession();
+    await unreadable.session.start();
+    unreadable.pc.getStats = async () => { throw new Error("closed"); };
+    unreadable.pc.emitState("failed");
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(unreadable.events, [["error", "ice-failed", undefined], ["close"]]);
+
+    const closedMeanwhile = makeSession();
+    await closedMeanwhile.session.start();
+    closedMeanwhile.pc.emitState("failed");
+    closedMeanwhile.session.close();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(closedMeanwhile.events, [["close"]]);
 
     const once = makeSession();
     await once.session.start();
@@ -251,6 +287,14 @@ describe("Session", () => {
       ["connected"], ["silent"], ["connected"], ["error", "kernel-lost", undefined], ["close"],
     ]);
     assert.equal(once.pc.closed, true);
+  });
+
+  it("summarizes how far ICE got: each side's candidates and the checks by state", () => {
+    const report = /** @type {RTCStatsReport} */ (/** @type {unknown} */ (
+      new Map(Object.entries(ICE_STATS))));
+    assert.equal(iceSummary(report), ICE_SEEN);
+    const empty = /** @type {RTCStatsReport} */ (/** @type {unknown} */ (new Map()));
+    assert.equal(iceSummary(empty), "browser candidates []; kernel candidates []; checks none");
   });
 
   it("hands on the echo track and replaces the camera track", async () => {
