@@ -773,12 +773,14 @@ def ice_summary(pc: RTCPeerConnection, local: str = "local", remote: str = "remo
                            for c in ice_transport.getRemoteCandidates())
         ended = "complete" if gatherer._remote_candidates_end else "end not signalled"
         connection: Any = ice_transport._connection
-        checks: dict[str, int] = {}
+        checks: dict[str, int] = {}  # by state, named as in WebRTC's candidate-pair stats
         for pair in connection._check_list:
-            checks[pair.state.name.lower()] = checks.get(pair.state.name.lower(), 0) + 1
+            state = pair.state.name.lower().replace("_", "-")
+            checks[state] = checks.get(state, 0) + 1
+        counted = ", ".join(f"{state} {n}" for state, n in checks.items()) or "none"
         parts.append(
             f"ICE {ice_transport.state}, DTLS {dtls.state}; {local} candidates [{ours}]; "
-            f"{remote} candidates [{theirs}] ({ended}); checks {checks or 'none'}")
+            f"{remote} candidates [{theirs}] ({ended}); checks {counted}")
     return f"signaling {pc.signalingState}; " + " | ".join(parts or ["no transport"])
 
 

@@ -672,7 +672,6 @@ async def test_the_ice_summary_says_what_each_side_sent_and_how_the_checks_went(
     assert "ICE completed, DTLS connected" in after, after
     host, port = candidates[0].split()[4:6]
     assert f"remote candidates [host udp {host}:{port}" in after, after
-    assert "(complete); checks {" in after, after
-    assert "'succeeded': " in after, after
+    assert "(complete); checks succeeded " in after, after
     await offerer.close()
     await answerer.close()

@@ -4,6 +4,7 @@ camera constraints, display fallback, and errors reported by the view."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -209,8 +210,8 @@ async def test_a_connection_that_never_comes_up_fails_with_the_turn_hint(
     seen = reply["message"].split(" What the kernel saw: ")[1]
     assert seen.startswith("signaling stable; ICE checking, DTLS new; kernel candidates [host udp "
                            ), seen
-    assert "; browser candidates [host udp 127.0.0.2:9] (complete); checks {" in seen, seen
-    assert "'succeeded'" not in seen, seen
+    assert "; browser candidates [host udp 127.0.0.2:9] (complete); checks " in seen, seen
+    assert re.search(r"; checks (in-progress|waiting|failed) 1\.$", seen), seen
     [logged] = [r.getMessage() for r in caplog.records if "not connected in 1 s" in r.getMessage()]
     assert logged == f"session s: not connected in 1 s: {seen.removesuffix('.')}", logged
     await client.close(bye=False)
