@@ -556,8 +556,7 @@ def lossy_link(request: pytest.FixtureRequest,
     The suggested ``tc qdisc add dev lo root netem ...`` can't be used on these machines:
     their kernel is built without netem (CONFIG_NET_SCH_NETEM is not set). So the same
     impairment is made in-process, at aioice's datagram send, for every peer in the test.
-    Yields the loop time of the first RTP datagram, once media flows, and the RTP datagrams
-    it dropped.
+    Yields the :class:`LossyLink`: what it dropped and passed, and the switch that cuts it.
     """
     import random
 
@@ -632,7 +631,7 @@ async def test_packet_loss_keeps_the_echo_playing_and_the_recording_clean(
     lossy_link.cut = True
     await wait_until(lambda: not lossy_link.in_flight, 2, "the delayed datagrams delivered")
     await asyncio.sleep(0.3)  # and read by the receivers
-    [session] = widget.hub._sessions.values()
+    [session] = widget.hub.live.values()
     session.update_transport_stats()
     receiver: Any = session._pc.getTransceivers()[0].receiver
     rtx = receiver._RTCRtpReceiver__rtx_ssrc
